@@ -89,6 +89,7 @@ def fit(
     grad_hook: GradHook | None = None,
     loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
     on_epoch_end: Callable[[nn.Module, int, dict], None] | None = None,
+    train_transform: Callable[[Batch, int], Batch] | None = None,
 ) -> dict[str, list]:
     """Train ``model`` on ``train`` and return the per-epoch history.
 
@@ -100,6 +101,8 @@ def fit(
     ``optimizer``: ``"adam"``, ``"sgd"`` (momentum 0.9) or a callable
     ``params -> torch.optim.Optimizer``. ``on_epoch_end(model, epoch, history)``
     lets callers record more (e.g. linear probes per epoch).
+    ``train_transform(batch, step) -> batch`` changes each training minibatch,
+    e.g. modality dropout with :func:`mmlearn.data.drop_modalities` seeded by ``step``.
     """
     if epochs < 0 or batch_size <= 0:
         raise ValueError(f"epochs must be >= 0 and batch_size > 0, got {epochs} and {batch_size}")
@@ -127,7 +130,10 @@ def fit(
         model.train()
         total_loss, correct = 0.0, 0
         for idx in minibatches(train_batch.size, batch_size, shuffle):
-            batch = train_batch.index(idx).to(device)
+            batch = train_batch.index(idx)
+            if train_transform is not None:
+                batch = train_transform(batch, step)
+            batch = batch.to(device)
             out = _forward(model, batch)
             logits = _logits(out)
             loss = loss_fn(logits, batch.y)
@@ -152,3 +158,25 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(model, epoch, history)
     return history
+
+
+def subset_accuracies(model: nn.Module, data, subsets: Sequence[Sequence[str]] | None = None,
+                      *, device=None) -> dict[str, float]:
+    """Accuracy when only each subset of modalities is present (the rest zero-filled, marked absent).
+
+    Default subsets: each modality alone, then all together. Keys join names with
+    ``+``: ``{"image": 0.71, "audio": 0.64, "image+audio": 0.93}``.
+    """
+    batch = as_batch(data)
+    names = batch.modalities
+    if subsets is None:
+        subsets = [[m] for m in names] + ([names] if len(names) > 1 else [])
+    out = {}
+    for subset in subsets:
+        for m in subset:
+            if m not in names:
+                raise ValueError(f"unknown modality {m!r} in subset {list(subset)}; expected one of {names}")
+        present = {m: torch.full((batch.size,), m in subset, dtype=torch.bool) for m in names}
+        inputs = {m: x if m in subset else torch.zeros_like(x) for m, x in batch.inputs.items()}
+        out["+".join(subset)] = evaluate(model, Batch(inputs, batch.y, present), device=device)["accuracy"]
+    return out
