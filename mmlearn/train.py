@@ -7,7 +7,10 @@ with the same ``forward_all``) with cross-entropy and two extension points:
   loss (``out`` is the :class:`~mmlearn.models.MultimodalOutput`, ``batch`` the
   :class:`~mmlearn.data.Batch`), e.g. unimodal losses or a regulariser;
 - ``grad_hook``: ``hook(model, out, batch, step)`` called between ``backward()``
-  and ``optimizer.step()``; it may rescale ``p.grad`` per modality (OGM-GE, AGM).
+  and ``optimizer.step()``; it may rescale ``p.grad`` per modality (OGM-GE, MMPareto);
+- ``before_backward``: ``hook(model, out, batch, step)`` called after the loss and
+  before ``backward()``, for methods that set a gradient scale from the labels of
+  the current batch inside the graph (AGM).
 
 Seeded and deterministic on CPU: the same ``seed`` and initial weights give the
 same trained weights.
@@ -90,6 +93,7 @@ def fit(
     loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
     on_epoch_end: Callable[[nn.Module, int, dict], None] | None = None,
     train_transform: Callable[[Batch, int], Batch] | None = None,
+    before_backward: GradHook | None = None,
 ) -> dict[str, list]:
     """Train ``model`` on ``train`` and return the per-epoch history.
 
@@ -103,6 +107,8 @@ def fit(
     lets callers record more (e.g. linear probes per epoch).
     ``train_transform(batch, step) -> batch`` changes each training minibatch,
     e.g. modality dropout with :func:`mmlearn.data.drop_modalities` seeded by ``step``.
+    ``before_backward(model, out, batch, step)`` runs after the loss is formed and
+    before ``loss.backward()``.
     """
     if epochs < 0 or batch_size <= 0:
         raise ValueError(f"epochs must be >= 0 and batch_size > 0, got {epochs} and {batch_size}")
@@ -140,6 +146,8 @@ def fit(
             for term in extra_losses:
                 loss = loss + term(model, out, batch)
             opt.zero_grad(set_to_none=True)
+            if before_backward is not None:
+                before_backward(model, out, batch, step)
             loss.backward()
             if grad_hook is not None:
                 grad_hook(model, out, batch, step)
