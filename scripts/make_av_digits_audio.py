@@ -17,9 +17,9 @@ Synthesis
     - voice variant, uniform over ``VARIANTS`` (18): the accent's default
       voice, +m1 ... +m7, +f1 ... +f5, +klatt, +klatt2, +klatt3, +croak,
       +whisper. ``VOICE`` is ``accent`` or ``accent+variant``;
-    - speed, integer words per minute, uniform in [130, 230];
+    - speed, integer words per minute, uniform in [140, 240];
     - pitch, integer espeak pitch (0-99 scale), uniform in [20, 80];
-    - SNR in dB, uniform in ``SNR_RANGE_DB`` = [-6, +4] (see below).
+    - SNR in dB, uniform in ``SNR_RANGE_DB`` = [-5, +20] (see below).
 
     Leading and trailing silence is cut (first/last sample whose magnitude
     exceeds 2% of the clip's peak, keeping 10 ms either side), the word is
@@ -128,9 +128,9 @@ VARIANTS = (
     "f1", "f2", "f3", "f4", "f5",
     "klatt", "klatt2", "klatt3", "croak", "whisper",
 )  # fmt: skip
-SPEED_RANGE = (130, 230)  # words per minute, inclusive
+SPEED_RANGE = (140, 240)  # words per minute, inclusive
 PITCH_RANGE = (20, 80)  # espeak 0-99 scale, inclusive
-SNR_RANGE_DB = (-6.0, 4.0)
+SNR_RANGE_DB = (-5.0, 20.0)
 
 SAMPLE_RATE = 8000
 N_SAMPLES = 6400  # 0.8 s

@@ -11,13 +11,15 @@ Each image is paired with an unused clip of the same digit, fixed by ``seed``.
 The split is a fixed stratified 80/20 train/test split.
 
 Why degrade: clean 8x8 digits and clean synthesized speech are each nearly
-solved by a linear model, so fusing them would teach nothing. As AV-MNIST does,
-the images lose most of their energy: their projection on the top principal
-components that carry ``image_energy_removed`` of the variance (fitted on the
-training images) is subtracted, and seeded Gaussian pixel noise of standard
-deviation ``image_noise`` is added. The audio carries background noise at a
-random SNR per clip (see the generating script). The measured accuracies are in
-the README: each modality alone stays well below the fused model.
+solved by a small model, so fusing them would teach nothing. The images get
+seeded Gaussian pixel noise of standard deviation ``image_noise`` (default 0.4,
+on pixels in [0, 1]); optionally, as AV-MNIST does, they also lose energy: with
+``image_energy_removed`` > 0 their projection on the top principal components
+that carry that share of the variance (fitted on the training images) is
+subtracted. The audio carries background noise at a random SNR per clip and a
+random word onset (see the generating script). Measured with the default
+encoders (README): image alone about 0.76, audio alone about 0.83, both fused
+about 0.92 test accuracy.
 """
 
 from __future__ import annotations
@@ -105,8 +107,8 @@ def load_av_digits(
     split: str | None = None,
     *,
     seed: int = 0,
-    image_energy_removed: float = 0.8,
-    image_noise: float = 0.15,
+    image_energy_removed: float = 0.0,
+    image_noise: float = 0.4,
     test_size: float = 0.2,
 ) -> DatasetDict | Dataset:
     """Load AV-Digits as a ``DatasetDict`` with ``train`` and ``test`` (or one split).
