@@ -1,0 +1,166 @@
+"""AGM: adaptive gradient modulation (Li et al., "Boosting Multi-modal Model Performance
+with Adaptive Gradient Modulation", ICCV 2023); survey Eq. (6)::
+
+    grad_theta L = sum_m alpha_m(t) * grad_theta L_m
+
+The fused logits are split into one Shapley-style mono-modal response per
+modality, ``f(a, b) = m_a + m_b``; the gradient that flows back through ``m_u``
+is multiplied by a time-varying coefficient ``kappa_u(t)`` (the survey's
+``alpha_m(t)``), set from how far each modality is ahead of its running average.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..models import MultimodalOutput
+from .responses import removed_logits, shapley_responses
+
+
+class _ModulatedResponses(torch.autograd.Function):
+    """Forward: ``f(a, b)`` itself (= m_a + m_b). Backward: the gradient that the sum
+    ``kappa_a-hooked(m_a) + kappa_b-hooked(m_b)`` would send to f(a,b), f(0,b), f(a,0)::
+
+        dL/df(a,b) = 1/2 (kappa_a + kappa_b) g
+        dL/df(0,b) = 1/2 (kappa_b - kappa_a) g          (a removed)
+        dL/df(a,0) = 1/2 (kappa_a - kappa_b) g          (b removed)
+
+    Returning ``f(a, b)`` itself (not the float sum m_a + m_b) and sending no
+    gradient to the removed passes when ``kappa_a = kappa_b`` makes ``alpha = 0``
+    bit-for-bit plain training.
+    """
+
+    @staticmethod
+    def forward(ctx, full, f_0b, f_a0, state):
+        ctx.state = state
+        return full.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        k_a, k_b = ctx.state.current
+        d_full = (0.5 * (k_a + k_b)) * g
+        if k_a == k_b:
+            return d_full, None, None, None
+        return d_full, (0.5 * (k_b - k_a)) * g, (0.5 * (k_a - k_b)) * g, None
+
+
+class AGM(nn.Module):
+    """Adaptive gradient modulation (Li et al., ICCV 2023), survey Eq. (6), for two modalities.
+
+    Wraps a :class:`~mmlearn.models.MultimodalClassifier` (registered as
+    ``self.model``, so its parameters are this module's). Use with
+    :func:`mmlearn.train.fit` as ``fit(agm, data, **agm.fit_kwargs())``.
+
+    Each training step:
+
+    1. responses (:func:`~mmlearn.balance.responses.shapley_responses`), (B, C) each:
+       ``m_a = 1/2[f(a,b) - f(0,b) + f(a,0)]``, ``m_b = 1/2[f(a,b) - f(a,0) + f(0,b)]``,
+       the removed-modality passes run in eval mode;
+    2. scores ``s_u = mean_i -log softmax(m_u)_{y_i}`` (probabilities clipped at 1e-8),
+       running means ``sbar_u <- sbar_u (t-1)/t + s_u / t``;
+    3. ratios ``r_a = exp(s_b - s_a)``, ``rbar_a = exp(sbar_b - sbar_a)`` (and symmetrically),
+       coefficients ``kappa_u = exp(alpha * min(rbar_u - r_u, 10))``;
+    4. the gradient reaching ``m_u`` is multiplied by ``kappa_u`` (loss ``CE(f(a,b), y)``).
+
+    Steps 2-3 run in :meth:`update` (``before_backward`` in ``fit``), step 4 in
+    the backward pass. With ``clip_grad`` the grad hook also applies the
+    official code's safeguard: if a fusion/head weight gradient leaves [-1, 1],
+    all gradients are clipped to total norm 1. In eval mode the wrapper is the
+    plain model. ``history`` records scores and coefficients per step.
+    """
+
+    def __init__(self, model: nn.Module, alpha: float = 1.0, *, clip_grad: bool = False, max_exponent: float = 10.0):
+        super().__init__()
+        if not hasattr(model, "forward_all") or not hasattr(model, "encoders"):
+            raise TypeError(f"AGM wraps a MultimodalClassifier-like model, got {type(model).__name__}")
+        if len(model.encoders) != 2:
+            raise ValueError(f"AGM's Shapley responses are for exactly two modalities, the model has {list(model.encoders)}")
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        self.model = model
+        self.alpha = float(alpha)
+        self.clip_grad = clip_grad
+        self.max_exponent = max_exponent
+        self.register_buffer("score_mean", torch.zeros(2, dtype=torch.float64))  # sbar_u
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # t
+        self.current = (1.0, 1.0)  # kappa_a, kappa_b used by the next backward
+        self.history: dict[str, list] = {"step": [], "scores": [], "coeff": []}
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.model.encoders)
+
+    @property
+    def encoders(self):
+        return self.model.encoders
+
+    def fit_kwargs(self) -> dict:
+        """Arguments for :func:`mmlearn.train.fit`."""
+        kwargs = {"before_backward": self.update}
+        if self.clip_grad:
+            kwargs["grad_hook"] = self.clip
+        return kwargs
+
+    def responses(self, inputs: Mapping[str, Tensor], present=None) -> dict[str, Tensor]:
+        """The two mono-modal responses ``{m: (B, C)}`` (they sum to the fused logits)."""
+        return shapley_responses(self.model, inputs, present)
+
+    def forward_all(self, inputs: Mapping[str, Tensor], present=None) -> MultimodalOutput:
+        out = self.model.forward_all(inputs, present)
+        if not (self.training and torch.is_grad_enabled()):
+            return out
+        a, b = self.modalities
+        removed = removed_logits(self.model, inputs, present)  # f(0,b), f(a,0): (B, C) each
+        responses = shapley_responses(self.model, inputs, present, full=out.logits, removed=removed)
+        logits = _ModulatedResponses.apply(out.logits, removed[a], removed[b], self)
+        unimodal = {m: r.detach() for m, r in responses.items()}
+        return MultimodalOutput(logits, out.features, out.fused, unimodal, out.present)
+
+    def forward(self, inputs, present=None):
+        return self.forward_all(inputs, present).logits
+
+    @torch.no_grad()
+    def coefficients(self, scores: Mapping[str, float]) -> dict[str, float]:
+        """Update the running means with this step's scores and return ``kappa`` per modality."""
+        a, b = self.modalities
+        s = torch.tensor([float(scores[a]), float(scores[b])], dtype=torch.float64)
+        self.steps += 1
+        t = float(self.steps)
+        # sbar_u <- sbar_u (t-1)/t + s_u/t
+        self.score_mean.mul_((t - 1) / t).add_(s / t)
+        sbar = self.score_mean
+        # r_a = exp(s_b - s_a), rbar_a = exp(sbar_b - sbar_a); symmetric for b
+        r = {a: math.exp(s[1] - s[0]), b: math.exp(s[0] - s[1])}
+        rbar = {a: math.exp(sbar[1] - sbar[0]), b: math.exp(sbar[0] - sbar[1])}
+        # kappa_u = exp(alpha * min(rbar_u - r_u, 10))
+        return {m: math.exp(self.alpha * min(rbar[m] - r[m], self.max_exponent)) for m in (a, b)}
+
+    @torch.no_grad()
+    def update(self, model, out, batch, step: int) -> None:
+        """``before_backward`` hook: scores of this batch -> running means -> coefficients."""
+        if not out.unimodal:
+            raise ValueError("AGM.update needs the responses from AGM.forward_all in training mode")
+        y = batch.y
+        # s_u = mean_i -log max(softmax(m_u)_{y_i}, 1e-8)
+        scores = {
+            m: float(-torch.log(F.softmax(r, dim=1).gather(1, y[:, None]).clamp_min(1e-8)).mean())
+            for m, r in out.unimodal.items()
+        }
+        coeff = self.coefficients(scores)
+        self.current = (coeff[self.modalities[0]], coeff[self.modalities[1]])
+        self.history["step"].append(step)
+        self.history["scores"].append(scores)
+        self.history["coeff"].append(coeff)
+
+    @torch.no_grad()
+    def clip(self, model, out, batch, step: int) -> None:
+        """Grad hook (``clip_grad=True``): if a fusion/head weight gradient leaves [-1, 1], clip all to norm 1."""
+        inner = self.model
+        heads = [p for mod in (inner.fusion, inner.head) for p in mod.parameters() if p.grad is not None]
+        if any(bool((p.grad.abs() > 1).any()) for p in heads):
+            torch.nn.utils.clip_grad_norm_(inner.parameters(), 1.0)
