@@ -29,3 +29,6 @@ __all__ = [
     "subset_accuracy_figure",
     "training_curves",
 ]
+
+from .alignment import alignment_panel_figure, alignment_uniformity_figure, contrastive_curves, method_comparison_figure, retrieval_examples, similarity_heatmap  # noqa: E402
+__all__ += ["alignment_panel_figure", "alignment_uniformity_figure", "contrastive_curves", "method_comparison_figure", "retrieval_examples", "similarity_heatmap"]  # noqa: E501

@@ -4,3 +4,5 @@ from .base import Panel
 from .modality import ModalityPanel, evaluate_condition
 
 __all__ = ["ModalityPanel", "Panel", "evaluate_condition"]
+from .alignment import AlignmentPanel, precompute_alignment_grid, summarize_alignment  # noqa: E402
+__all__ += ["AlignmentPanel", "precompute_alignment_grid", "summarize_alignment"]
