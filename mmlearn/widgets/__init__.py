@@ -6,3 +6,5 @@ from .modality import ModalityPanel, evaluate_condition
 __all__ = ["ModalityPanel", "Panel", "evaluate_condition"]
 from .alignment import AlignmentPanel, precompute_alignment_grid, summarize_alignment  # noqa: E402
 __all__ += ["AlignmentPanel", "precompute_alignment_grid", "summarize_alignment"]
+from .representation import RepresentationPanel, fit_projection, infer_and_generate  # noqa: E402
+__all__ += ["RepresentationPanel", "fit_projection", "infer_and_generate"]
