@@ -47,7 +47,7 @@ def jensen_shannon(p_logits: Tensor, q_logits: Tensor) -> Tensor:
     log_m = torch.logsumexp(torch.stack([log_p, log_q]), dim=0) - torch.log(torch.tensor(2.0))
     kl_pm = (log_p.exp() * (log_p - log_m)).sum(dim=1)
     kl_qm = (log_q.exp() * (log_q - log_m)).sum(dim=1)
-    return 0.5 * (kl_pm + kl_qm)
+    return (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)  # >= 0; clamp float round-off
 
 
 class CompetitionRegularizer:
