@@ -34,3 +34,5 @@ from .alignment import alignment_panel_figure, alignment_uniformity_figure, cont
 __all__ += ["alignment_panel_figure", "alignment_uniformity_figure", "contrastive_curves", "method_comparison_figure", "retrieval_examples", "similarity_heatmap"]  # noqa: E501
 from .representation import image_strip, image_strips_figure, latent_generation_figure, objective_curves, probe_accuracy_figure  # noqa: E402
 __all__ += ["image_strip", "image_strips_figure", "latent_generation_figure", "objective_curves", "probe_accuracy_figure"]  # noqa: E501
+from .balance import balance_panel_figure, balance_summary_figure, modulation_figure, probe_curves_figure  # noqa: E402
+__all__ += ["balance_panel_figure", "balance_summary_figure", "modulation_figure", "probe_curves_figure"]

@@ -8,3 +8,5 @@ from .alignment import AlignmentPanel, precompute_alignment_grid, summarize_alig
 __all__ += ["AlignmentPanel", "precompute_alignment_grid", "summarize_alignment"]
 from .representation import RepresentationPanel, fit_projection, infer_and_generate  # noqa: E402
 __all__ += ["RepresentationPanel", "fit_projection", "infer_and_generate"]
+from .balance import BalancePanel, balance_lookup, grid_alphas  # noqa: E402
+__all__ += ["BalancePanel", "balance_lookup", "grid_alphas"]
