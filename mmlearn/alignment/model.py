@@ -36,6 +36,10 @@ class AlignmentModel(nn.Module):
     ``model(inputs)`` -> ``{name: (B, embed_dim)}`` (not normalised; the loss
     and metrics normalise); ``model.embed(inputs)`` -> unit-norm embeddings
     without gradients; ``model.compute_loss(inputs)`` -> the contrastive loss.
+
+    Under ``torch.distributed``, wrap the model in ``DistributedDataParallel``
+    and compute ``z = ddp_model(inputs)`` then ``model.loss(z[a], z[b])`` on each
+    rank's batch: the loss gathers every rank's features (see :class:`ContrastiveLoss`).
     """
 
     def __init__(self, shapes: Mapping[str, Sequence[int]], *, embed_dim: int = 32, feature_dim: int = 64,
