@@ -122,7 +122,7 @@ def test_curves_comparison_and_plane_figures():
     history = {"epoch": [1, 2], "train_loss": [3.0, 2.0], "temperature": [0.07, 0.07],
                "eval a->b R@1": [0.1, 0.2], "eval class a->b R@1": [0.5, 0.7]}
     fig = contrastive_curves(history)
-    assert [t.name for t in fig.data] == ["loss", "a->b R@1", "class a->b R@1"]
+    assert [t.name for t in fig.data] == ["loss", "clip-level a→b", "digit-level a→b"]
     assert list(fig.data[2].y) == [0.5, 0.7]
     comp = method_comparison_figure({"CLIP": {"m1": 0.8, "m2": 0.7}, "CCA": {"m1": 0.6, "m2": 0.4}}, ["m1", "m2"],
                                     chance=0.1)

@@ -80,9 +80,11 @@ def retrieval_examples(queries, retrieved, query_labels, retrieved_labels, simil
                           row=q + 1, col=j + 2)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    for q in range(n_q):  # images with row 0 on top; spectrograms keep low frequencies at the bottom
+    for q in range(n_q):  # images with row 0 on top and square pixels; spectrograms keep low frequencies at the bottom
         for j in range(k):
-            fig.update_yaxes(autorange="reversed", row=q + 1, col=j + 2)
+            x_id = q * (k + 1) + j + 2  # plotly numbers the subplot axes row by row
+            fig.update_yaxes(autorange="reversed", scaleanchor=f"x{x_id}", constrain="domain", row=q + 1, col=j + 2)
+            fig.update_xaxes(constrain="domain", row=q + 1, col=j + 2)
     fig.update_annotations(font_size=11)
     fig.update_layout(title=title, height=70 + 105 * n_q, **{**LAYOUT, "margin": dict(l=10, r=10, t=70, b=10)})
     return fig
@@ -97,13 +99,16 @@ def contrastive_curves(history: Mapping[str, Sequence[float]], title: str = "Con
                              line=dict(color="#7f7f7f"), showlegend=False), row=1, col=1)
     curves = [k for k in history if k.startswith("eval ") and k.endswith("R@1")]
     for i, key in enumerate(curves):
-        fig.add_trace(go.Scatter(x=epochs, y=list(history[key]), mode="lines+markers", name=key[5:],
+        # "eval class image->audio R@1" -> "digit-level image→audio"; "eval image->audio R@1" -> "clip-level ..."
+        direction = key[5:-4].replace("class ", "").replace("->", "→")
+        label = f"{'digit' if key.startswith('eval class ') else 'clip'}-level {direction}"
+        fig.add_trace(go.Scatter(x=epochs, y=list(history[key]), mode="lines+markers", name=label,
                                  line=dict(color=PALETTE[i % len(PALETTE)], dash="solid" if "class" in key else "dot")),
                       row=1, col=2)
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="loss", row=1, col=1)
     fig.update_yaxes(title_text="recall@1", range=[0, 1.02], row=1, col=2)
-    fig.update_layout(title=title, height=380, **LAYOUT)
+    fig.update_layout(title=title, height=400, **{**LAYOUT, "margin": dict(l=60, r=20, t=90, b=50)})
     return fig
 
 
@@ -181,5 +186,5 @@ def alignment_panel_figure(recall: Mapping[str, float], plane: Mapping[str, tupl
                      row=1, col=3)
     fig.update_yaxes(title_text="image (digit)", tickvals=list(range(0, len(lab), step)), ticktext=lab[::step],
                      autorange="reversed", row=1, col=3)
-    fig.update_layout(title=title, height=440, **LAYOUT)
+    fig.update_layout(title=title, height=460, **{**LAYOUT, "margin": dict(l=60, r=20, t=90, b=60)})
     return fig
