@@ -10,10 +10,24 @@ from .base import FUSIONS, Fusion, make_fusion, register_fusion
 from .early import EarlyFusion
 from .intermediate import ConcatFusion
 from .late import LateFusion
+from .tensor import TensorFusion
+from .low_rank import LowRankFusion
+from .attention import CrossAttentionFusion
+from .gated import GatedFusion
+from .embracenet import EmbraceNetFusion
+from .deq import DEQFusion, anderson, fixed_point_iteration
 
 __all__ = [
     "FUSIONS",
     "ConcatFusion",
+    "CrossAttentionFusion",
+    "DEQFusion",
+    "EmbraceNetFusion",
+    "GatedFusion",
+    "LowRankFusion",
+    "TensorFusion",
+    "anderson",
+    "fixed_point_iteration",
     "EarlyFusion",
     "Fusion",
     "LateFusion",

@@ -1,0 +1,336 @@
+"""Deep equilibrium fusion: the fused feature is the fixed point of a fusion layer, trained by implicit differentiation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import Fusion, register_fusion
+
+SOLVERS = ("anderson", "iteration")
+
+
+# ---------------------------------------------------------------------------------------------
+# fixed-point solvers: find z with f(z) = z, for z of shape (B, n)
+# ---------------------------------------------------------------------------------------------
+
+
+def _relative(fz: Tensor, z: Tensor) -> float:
+    """Relative residual ``||f(z) - z|| / ||f(z)||`` over the whole batch (the DEQ code's "rel" mode)."""
+    return float((fz - z).norm() / (fz.norm() + 1e-9))
+
+
+def fixed_point_iteration(f: Callable[[Tensor], Tensor], z0: Tensor, *, max_iter: int = 50, tol: float = 1e-3):
+    """Plain (Picard) iteration ``z <- f(z)`` until the relative residual is below ``tol``.
+
+    Returns ``(z, info)``: ``z`` is the iterate with the lowest residual seen,
+    ``info = {"residual", "iterations", "trace"}`` where ``residual`` is
+    ``||f(z) - z|| / ||f(z)||`` at that ``z`` and ``iterations`` the number of
+    evaluations of ``f``. Converges when ``f`` is a contraction.
+    """
+    z, trace = z0, []
+    best, best_res, best_k = z0, float("inf"), 0
+    for k in range(1, max_iter + 1):
+        fz = f(z)
+        res = _relative(fz, z)
+        trace.append(res)
+        if res < best_res:
+            best, best_res, best_k = z, res, k
+        if res < tol:
+            break
+        z = fz
+    return best, {"residual": best_res, "iterations": k, "best_iteration": best_k, "trace": trace}
+
+
+def anderson(
+    f: Callable[[Tensor], Tensor],
+    z0: Tensor,
+    *,
+    max_iter: int = 50,
+    tol: float = 1e-3,
+    m: int = 6,
+    lam: float = 1e-4,
+    beta: float = 1.0,
+):
+    """Anderson acceleration (Anderson 1965; as in the DEQ code, Bai et al. 2019) for ``z = f(z)``.
+
+    Keeps the last ``m`` iterates ``X`` and their images ``F = f(X)``, and
+    takes the next iterate as the mix of them whose residuals ``G = F - X``
+    cancel best, per sample::
+
+        alpha = argmin_{sum alpha = 1} || alpha^T G ||^2 + lam s ||alpha||^2    (B, p)
+        z_next = beta * alpha^T F + (1 - beta) * alpha^T X
+
+    The constrained least squares is solved as the bordered linear system
+    ``[[0, 1^T], [1, G G^T + lam s I]] [nu; alpha] = [1; 0]``. The DEQ code
+    uses ``s = 1``; here ``s`` is the mean of ``diag(G G^T)`` (per sample), so
+    the regulariser keeps the same relative strength as residuals shrink.
+    Returns ``(z, info)`` like :func:`fixed_point_iteration`.
+    """
+    B = z0.shape[0]
+    # history of the last m iterates X and their images F = f(X), each (B, n)
+    xs, fs = [z0], [f(z0)]
+    xs.append(fs[0])
+    fs.append(f(xs[1]))
+    trace = [_relative(fs[0], xs[0]), _relative(fs[1], xs[1])]
+    k_best = 0 if trace[0] <= trace[1] else 1
+    best, best_res, best_k = xs[k_best], trace[k_best], k_best + 1
+    k = 2
+    while best_res >= tol and k < max_iter:
+        X, Fx = torch.stack(xs, dim=1), torch.stack(fs, dim=1)  # (B, p, n)
+        p = X.shape[1]
+        G = Fx - X  # residuals: (B, p, n)
+        GG = G @ G.transpose(1, 2)  # (B, p, p)
+        # lam relative to the mean squared residual, so it does not swamp G G^T once residuals are small
+        scale = GG.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30).view(B, 1, 1)
+        gram = GG + lam * scale * torch.eye(p, dtype=z0.dtype, device=z0.device)
+        # bordered system [[0, 1^T], [1, gram]] [nu; alpha] = [1; 0]: (B, p + 1, p + 1)
+        ones = torch.ones(B, 1, p, dtype=z0.dtype, device=z0.device)
+        top = torch.cat([torch.zeros(B, 1, 1, dtype=z0.dtype, device=z0.device), ones], dim=2)
+        H = torch.cat([top, torch.cat([ones.transpose(1, 2), gram], dim=2)], dim=1)
+        rhs = torch.zeros(B, p + 1, 1, dtype=z0.dtype, device=z0.device)
+        rhs[:, 0] = 1
+        alpha = torch.linalg.solve(H, rhs)[:, 1:]  # (B, p, 1), sums to one over p
+        # z_next = beta alpha^T F + (1 - beta) alpha^T X: (B, n)
+        z = beta * (alpha * Fx).sum(dim=1) + (1 - beta) * (alpha * X).sum(dim=1)
+        fz = f(z)
+        xs, fs = [*xs[-(m - 1):], z], [*fs[-(m - 1):], fz]
+        res = _relative(fz, z)
+        trace.append(res)
+        k += 1
+        if res < best_res:
+            best, best_res, best_k = z, res, k
+    return best, {"residual": best_res, "iterations": k, "best_iteration": best_k, "trace": trace}
+
+
+def solve_fixed_point(name: str, f, z0, *, max_iter: int, tol: float, **kwargs):
+    """Dispatch to :func:`anderson` or :func:`fixed_point_iteration` by name."""
+    if name == "anderson":
+        return anderson(f, z0, max_iter=max_iter, tol=tol, **kwargs)
+    if name == "iteration":
+        return fixed_point_iteration(f, z0, max_iter=max_iter, tol=tol)
+    raise ValueError(f"unknown solver {name!r}; expected one of {SOLVERS}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the fusion layer f(z; x) of DEQ fusion
+# ---------------------------------------------------------------------------------------------
+
+
+class ResidualBranch(nn.Module):
+    """Per-modality branch with injection ``x_i`` (DEQ fusion, Sec. 3.2)::
+
+        z_i <- GN3( ReLU( GN2( W2 ReLU( GN1( W1 z_i ) ) + x_i ) + z_i ) )       (B, d)
+    """
+
+    def __init__(self, d: int, groups: int):
+        super().__init__()
+        self.w1, self.w2 = nn.Linear(d, d), nn.Linear(d, d)
+        self.gn1, self.gn2, self.gn3 = (nn.GroupNorm(groups, d) for _ in range(3))
+
+    def forward(self, z: Tensor, x: Tensor) -> Tensor:
+        h = F.relu(self.gn1(self.w1(z)))
+        h = self.gn2(self.w2(h) + x)
+        return self.gn3(F.relu(h + z))
+
+
+class PurifyCombine(nn.Module):
+    """Fusion branch, "purify then combine" (DEQ fusion, Sec. 3.2)::
+
+        z_fuse <- GN( ReLU( W_f sum_i a_i [ z_fuse * G(z_i' + z_fuse) ] + x_fuse ) )     (B, d)
+
+    ``z_i'`` are this iteration's branch outputs, ``G`` one shared linear
+    layer (no sigmoid in the official code), ``a_i`` the presence of modality i
+    (1 when present; absent modalities leave the sum).
+    """
+
+    def __init__(self, d: int, groups: int):
+        super().__init__()
+        self.gate = nn.Linear(d, d)  # G
+        self.fuse = nn.Linear(d, d)  # W_f
+        self.gn = nn.GroupNorm(groups, d)
+
+    def forward(self, z_fuse: Tensor, branches: list[Tensor], x_fuse: Tensor, present: Tensor) -> Tensor:
+        # z_fuse * G(z_i' + z_fuse), one per modality: (B, M, d)
+        purified = torch.stack([z_fuse * self.gate(zi + z_fuse) for zi in branches], dim=1)
+        combined = (purified * present.unsqueeze(-1)).sum(dim=1)  # (B, d)
+        return self.gn(F.relu(self.fuse(combined) + x_fuse))
+
+
+@register_fusion("deq")
+class DEQFusion(Fusion):
+    """Deep equilibrium fusion (Ni, Bai, Zhang, Yao, Mei, "Deep Equilibrium
+    Multimodal Fusion", 2023, arXiv 2306.16645); survey Sec. IV ([Ni et al., 2023])::
+
+        x_i    = P_i z_i^in                                   (B, d)  injection of modality i, d = out_dim
+        x_fuse = sum_i w_i x_i + b                            (B, d)  w_i init 1, b init 0
+        z*     = f(z*; x),   z = (z_1, ..., z_M, z_fuse)      (B, (M + 1) d)
+                 f: ResidualBranch per modality, PurifyCombine for z_fuse
+        h      = z*_fuse                                      (B, out_dim)
+
+    The fixed point is found from ``z = 0`` with a solver (``solver="anderson"``,
+    the paper's, or ``"iteration"``, plain ``z <- f(z)``, for teaching) under
+    ``torch.no_grad()``: no iteration is stored. Gradients come from the
+    implicit function theorem: with ``J = df/dz`` at ``z*``,
+    ``dL/dtheta = g^T df/dtheta`` where ``g`` solves the adjoint fixed point
+    ``g = J^T g + dL/dz*``. As in the official code, ``f`` is applied once more
+    with gradients on (``z_out = f(z*)``) and a backward hook on ``z_out``
+    replaces the incoming gradient by ``g``, found with the same solver
+    (``J^T g`` by one vector-Jacobian product per step).
+
+    ``P_i``: a linear map ``in_dims[i] -> d`` (the paper's modalities already
+    share the width d; here they need not). ``d`` must be divisible by
+    ``groups`` (GroupNorm, 4 in the paper).
+
+    After each call, :attr:`last_info` holds the forward solve's ``residual``
+    (relative, ``||f(z*) - z*|| / ||f(z*)||``), ``iterations`` and ``trace``,
+    and after a backward pass ``backward_residual`` and ``backward_iterations``.
+    With ``jacobian_samples > 0`` a training forward also stores
+    :attr:`last_jacobian_loss`, the Hutchinson estimate ``||J||_F^2 / n`` of the paper's Jacobian
+    regulariser, for ``fit(extra_losses=...)``.
+
+    Missing-aware: an absent modality leaves both the fusion sum and ``x_fuse``.
+    ``features[m]``: (B, in_dims[m]) -> (B, out_dim).
+    Options: ``solver`` ("anderson"), ``max_iter`` (30), ``tol`` (1e-3),
+    ``backward_max_iter`` (max_iter + 1), ``backward_tol`` (tol), ``groups`` (4),
+    ``anderson_m`` (6), ``jacobian_samples`` (0).
+    """
+
+    handles_missing = True
+
+    def __init__(
+        self,
+        in_dims: Mapping[str, int],
+        out_dim: int,
+        solver: str = "anderson",
+        max_iter: int = 30,
+        tol: float = 1e-3,
+        backward_max_iter: int | None = None,
+        backward_tol: float | None = None,
+        groups: int = 4,
+        anderson_m: int = 6,
+        jacobian_samples: int = 0,
+    ):
+        super().__init__(in_dims, out_dim)
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}; expected one of {SOLVERS}")
+        if out_dim % groups != 0:
+            raise ValueError(f"DEQFusion: out_dim ({out_dim}) must be divisible by groups ({groups}) for GroupNorm")
+        if max_iter < 2 or tol <= 0:
+            raise ValueError(f"need max_iter >= 2 and tol > 0, got {max_iter} and {tol}")
+        self.solver, self.max_iter, self.tol = solver, int(max_iter), float(tol)
+        self.backward_max_iter = int(backward_max_iter) if backward_max_iter is not None else self.max_iter + 1
+        self.backward_tol = float(backward_tol) if backward_tol is not None else self.tol
+        self.anderson_m, self.jacobian_samples = int(anderson_m), int(jacobian_samples)
+        d = out_dim
+        # P_i: project every modality to the common width d
+        self.inject = nn.ModuleDict({m: nn.Linear(k, d) for m, k in self.in_dims.items()})
+        # the per-modality branches and the fusion branch of f
+        self.branches = nn.ModuleDict({m: ResidualBranch(d, groups) for m in self.in_dims})
+        self.fusion_branch = PurifyCombine(d, groups)
+        # w_i (init 1) and b (init 0) of x_fuse = sum_i w_i x_i + b
+        self.weights = nn.Parameter(torch.ones(len(self.in_dims)))
+        self.bias = nn.Parameter(torch.zeros(1))
+        self.last_info: dict = {}
+        self.last_jacobian_loss: Tensor | None = None
+
+    def _solver_kwargs(self) -> dict:
+        return {"m": self.anderson_m} if self.solver == "anderson" else {}
+
+    def iteration_map(
+        self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None
+    ) -> Callable[[Tensor], Tensor]:
+        """The map ``z -> f(z; x)`` on flat states ``(B, (M + 1) d)`` for these inputs.
+
+        Exposed so that a reader (or a test) can iterate or unroll it by hand.
+        """
+        x, mask = self.check(features, present)
+        names, d = self.modalities, self.out_dim
+        a = torch.stack([mask[m] for m in names], dim=1)  # (B, M) bool
+        xs = [self.inject[m](x[m]) for m in names]  # x_i: (B, d) each
+        af = a.to(xs[0].dtype)
+        # x_fuse = sum_i a_i w_i x_i + b: (B, d)
+        x_fuse = sum(af[:, i : i + 1] * self.weights[i] * xs[i] for i in range(len(names))) + self.bias
+
+        def f(z: Tensor) -> Tensor:
+            parts = z.split(d, dim=1)  # (z_1, ..., z_M, z_fuse), each (B, d)
+            branches = [self.branches[m](parts[i], xs[i]) for i, m in enumerate(names)]
+            z_fuse = self.fusion_branch(parts[-1], branches, x_fuse, af)
+            return torch.cat([*branches, z_fuse], dim=1)
+
+        return f
+
+    def fixed_point(self, features, present=None) -> tuple[Tensor, dict]:
+        """Solve ``z* = f(z*; x)`` from ``z = 0`` without building a graph: ``(z* (B, (M+1) d), info)``."""
+        f = self.iteration_map(features, present)
+        B = next(iter(features.values())).shape[0]
+        z0 = torch.zeros(B, (len(self.in_dims) + 1) * self.out_dim, device=self.bias.device, dtype=self.bias.dtype)
+        with torch.no_grad():
+            return solve_fixed_point(self.solver, f, z0, max_iter=self.max_iter, tol=self.tol, **self._solver_kwargs())
+
+    def forward(self, features, present=None) -> Tensor:
+        f = self.iteration_map(features, present)
+        B = next(iter(features.values())).shape[0]
+        z0 = torch.zeros(B, (len(self.in_dims) + 1) * self.out_dim, device=self.bias.device, dtype=self.bias.dtype)
+        # forward solve: no graph, nothing stored
+        with torch.no_grad():
+            z_star, info = solve_fixed_point(
+                self.solver, f, z0, max_iter=self.max_iter, tol=self.tol, **self._solver_kwargs()
+            )
+        self.last_info = dict(info)
+        self.last_jacobian_loss = None
+        if not torch.is_grad_enabled():
+            return f(z_star)[:, -self.out_dim :]
+        # one differentiable application at the fixed point: z_out = f(z*), graph to theta and x only
+        z_star = z_star.detach().requires_grad_()
+        z_out = f(z_star)
+        if self.training and self.jacobian_samples > 0:
+            self.last_jacobian_loss = self._jacobian_estimate(z_out, z_star)
+        if z_out.requires_grad:
+            self._register_implicit_hook(z_out, z_star)
+        return z_out[:, -self.out_dim :]
+
+    def _register_implicit_hook(self, z_out: Tensor, z_star: Tensor) -> None:
+        busy = [False]
+        info = self.last_info
+
+        def implicit_gradient(grad: Tensor) -> Tensor:
+            if busy[0]:  # the vector-Jacobian products below pass through this hook: leave them alone
+                return grad
+            busy[0] = True
+            try:
+                # adjoint fixed point g = J^T g + grad, J = df/dz at z*
+                def adjoint(g: Tensor) -> Tensor:
+                    return torch.autograd.grad(z_out, z_star, g, retain_graph=True)[0] + grad
+
+                g, binfo = solve_fixed_point(
+                    self.solver, adjoint, torch.zeros_like(grad), max_iter=self.backward_max_iter,
+                    tol=self.backward_tol, **self._solver_kwargs(),
+                )
+            finally:
+                busy[0] = False
+            info["backward_residual"] = binfo["residual"]
+            info["backward_iterations"] = binfo["iterations"]
+            return g
+
+        z_out.register_hook(implicit_gradient)
+
+    def _jacobian_estimate(self, z_out: Tensor, z_star: Tensor) -> Tensor:
+        """Hutchinson estimate of ``||J||_F^2 / n`` at ``z*`` (the paper's Jacobian regulariser), differentiable."""
+        total = z_out.new_zeros(())
+        for _ in range(self.jacobian_samples):
+            v = torch.randn_like(z_out)
+            vj = torch.autograd.grad(z_out, z_star, v, retain_graph=True, create_graph=True)[0]
+            total = total + vj.pow(2).sum() / v.numel()
+        return total / self.jacobian_samples
+
+    @property
+    def last_residual(self) -> float | None:
+        return self.last_info.get("residual")
+
+    @property
+    def last_iterations(self) -> int | None:
+        return self.last_info.get("iterations")
