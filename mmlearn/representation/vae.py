@@ -299,7 +299,8 @@ def coherence(
     inputs) which digit it sees. The score is the share of generated samples
     classified as the label of the sample they were generated from; chance is
     ``1 / n_classes``. ``classifier`` is a model taking ``{target: x}`` (e.g. a
-    :class:`~mmlearn.models.MultimodalClassifier`) or a callable on the tensor.
+    :class:`~mmlearn.models.MultimodalClassifier`) or a callable on the tensor,
+    on the same device as ``model`` (the data are moved there).
     """
     batch = as_batch(data)
     if source == target:
@@ -307,6 +308,8 @@ def coherence(
     for m in (source, target):
         if m not in batch.inputs:
             raise ValueError(f"unknown modality {m!r}; the data has {batch.modalities}")
+    params = list(model.parameters())
+    device = params[0].device if params else torch.device("cpu")
     states = (model.training, getattr(classifier, "training", False))
     model.eval()
     if isinstance(classifier, nn.Module):
@@ -314,7 +317,7 @@ def coherence(
     try:
         correct = 0
         for start in range(0, batch.size, batch_size):
-            part = batch.index(slice(start, start + batch_size))
+            part = batch.index(slice(start, start + batch_size)).to(device)
             generated = model.generate({source: part.inputs[source]}, None, target)
             correct += int((_classify(classifier, target, generated).argmax(dim=1) == part.y).sum())
     finally:

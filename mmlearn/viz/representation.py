@@ -105,15 +105,17 @@ def latent_generation_figure(
 
 
 def probe_accuracy_figure(accuracies: Mapping[str, float], *, chance: float | None = None,
-                          title: str = "Linear probe accuracy per factor") -> go.Figure:
-    """Bars of a linear probe's test accuracy on each factor, e.g. ``{"shared Z_y": .9, "Z_audio": .4}``."""
+                          title: str = "Linear probe accuracy per factor", xaxis_title: str = "factor",
+                          yaxis_title: str = "probe accuracy (test)") -> go.Figure:
+    """Bars of a score in [0, 1] per entry, e.g. a linear probe's test accuracy per factor
+    ``{"shared Z_y": .9, "Z_audio": .4}`` or the coherence per model; ``chance`` draws a dotted line."""
     names = list(accuracies)
     values = [float(accuracies[k]) for k in names]
     fig = go.Figure(go.Bar(x=names, y=values, text=[f"{v:.1%}" for v in values], textposition="outside",
                            marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(names))], showlegend=False))
     if chance is not None:
         fig.add_hline(y=chance, line_dash="dot", line_color="grey", annotation_text="chance")
-    fig.update_layout(title=title, xaxis_title="factor", yaxis=dict(title="probe accuracy (test)", range=[0, 1.1]),
+    fig.update_layout(title=title, xaxis_title=xaxis_title, yaxis=dict(title=yaxis_title, range=[0, 1.1]),
                       height=380, **LAYOUT)
     return fig
 

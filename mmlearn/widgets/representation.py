@@ -64,7 +64,9 @@ def infer_and_generate(
     observed = [m for m in names if m in observed]
     if not observed:
         raise ValueError("No modality is observed: tick at least one to infer the latent.")
-    present = {m: torch.full((batch.size,), m in observed, dtype=torch.bool) for m in names}
+    params = list(model.parameters())
+    batch = batch.to(params[0].device if params else torch.device("cpu"))  # evaluate where the model lives
+    present = {m: torch.full((batch.size,), m in observed, dtype=torch.bool, device=batch.y.device) for m in names}
     inputs = {m: x if m in observed else torch.zeros_like(x) for m, x in batch.inputs.items()}
     was_training = model.training
     model.eval()
