@@ -184,7 +184,7 @@ def train_balanced(method: str, alpha: float, train, test, *, epochs: int = 10, 
     elif method == "attribution":
         hook = AttributionRegularizer(alpha, kind="share")
     elif method == "mcr":
-        hook = CompetitionRegularizer(alpha, num_permutations=2, seed=seed)
+        hook = CompetitionRegularizer(alpha, num_permutations=1, seed=seed)
     kwargs = hook.fit_kwargs() if hook is not None else {}
     probe = {m: [] for m in names}
 
@@ -203,7 +203,8 @@ def run_balance_grid(train, test, alphas: Mapping[str, Sequence[float]] | None =
     """Every method at every strength, plus each encoder trained alone: the panel's precomputed grid.
 
     Returns ``{"unimodal": {"probe": {m: [...]}, "test_acc": {m: [...]}}, "runs": {(method, alpha): result},
-    "epochs": epochs, "modalities": [...]}``; results drop their models unless ``keep_models``.
+    "epochs": epochs, "modalities": [...]}``; results drop their models and hooks (and ``"unimodal"``
+    its ``"ensemble"`` of unimodal models) unless ``keep_models``.
     """
     alphas = default_alphas() if alphas is None else {k: list(v) for k, v in alphas.items()}
     for method in alphas:
@@ -220,5 +221,7 @@ def run_balance_grid(train, test, alphas: Mapping[str, Sequence[float]] | None =
             if not keep_models:
                 result = {k: v for k, v in result.items() if k not in ("model", "hook")}
             runs[(method, float(alpha))] = result
-    return {"unimodal": {"probe": unimodal["probe"], "test_acc": unimodal["test_acc"]}, "runs": runs,
-            "epochs": epochs, "modalities": train.modalities}
+    alone = {"probe": unimodal["probe"], "test_acc": unimodal["test_acc"]}
+    if keep_models:
+        alone["ensemble"] = unimodal["ensemble"]
+    return {"unimodal": alone, "runs": runs, "epochs": epochs, "modalities": train.modalities}

@@ -71,7 +71,7 @@ def balance_summary_figure(results: Mapping[str, Mapping[str, float]], keys: Seq
         color = "#555555" if k == "fused" else modality_color(k, i)
         name = "fused accuracy" if k == "fused" else f"probe {k}"
         fig.add_trace(go.Bar(x=methods, y=values, name=name, marker_color=color,
-                             text=[f"{v:.2f}" for v in values], textposition="outside"))
+                             text=[f"{v:.2f}" for v in values], textposition="outside", textfont=dict(size=10)))
     for j, (label, value) in enumerate((reference or {}).items()):
         fig.add_hline(y=float(value), line=dict(dash="dash", color=PALETTE[(j + 3) % len(PALETTE)]),
                       annotation_text=label, annotation_position="top left")
@@ -115,7 +115,7 @@ def balance_panel_figure(alone: Mapping[str, Sequence[float]], joint: Mapping[st
     names = list(modalities)
     fig = make_subplots(rows=1, cols=len(names) + 1, horizontal_spacing=0.07,
                         column_widths=[1.0] * len(names) + [0.6],
-                        subplot_titles=[f"encoder {m}: probe accuracy" for m in names] + ["fused test accuracy"])
+                        subplot_titles=[f"{m} encoder probe" for m in names] + ["fused accuracy"])
     for col, m in enumerate(names, start=1):
         for label, curves, color, dash in (("alone", alone, "#7f7f7f", "dash"), ("plain joint", joint, "#1f77b4", "dot"),
                                            (method_label, method, "#d62728", "solid")):
