@@ -47,6 +47,7 @@ def fit_representation(
     dataset. The history holds ``epoch`` and the row-weighted mean of every
     scalar term the objective returns (``loss``, ``recon/image``, ``kl`` ...).
     Seeded: the same ``seed`` and initial weights give the same trained model.
+    The model is left in eval mode (posterior means, no modality dropout).
     """
     if not hasattr(model, "objective"):
         raise TypeError(f"{type(model).__name__} has no objective(inputs, present, y) method")
