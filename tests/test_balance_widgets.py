@@ -11,6 +11,15 @@ from mmlearn.viz import balance_panel_figure, balance_summary_figure, modulation
 from mmlearn.widgets import BalancePanel, balance_lookup, grid_alphas
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train several times faster on one thread; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _run(x1, x2, acc):
     return {"probe": {"x1": list(x1), "x2": list(x2)}, "test_acc": list(acc)}
 
@@ -131,7 +140,6 @@ def test_panel_shows_a_message_for_a_state_off_the_grid(grid):
 
 
 def test_panel_on_a_real_small_grid():
-    torch.set_num_threads(1)
     b = to_batch(make_imbalanced(500, seed=1))
     train, test = b.index(slice(0, 300)), b.index(slice(300, None))
     grid = run_balance_grid(train, test, {"joint": [0.0], "agm": [1.0], "umt": [0.3]}, epochs=2)
