@@ -379,6 +379,10 @@ def test_joint_autoencoder_generates_a_missing_modality(regularizer):
     with torch.no_grad():
         # x2 absent: encode x1 only, decode x2
         x2_hat = ae.generate({"x1": test.inputs["x1"]}, target_modality="x2")
+        # the same through a presence mask: x2 given (garbage) but marked absent in every row
+        masked = ae.generate({"x1": test.inputs["x1"], "x2": 100 + torch.randn_like(test.inputs["x2"])},
+                             {"x2": torch.zeros(500, dtype=torch.bool)}, target_modality="x2")
+    torch.testing.assert_close(masked, x2_hat)
     mse = float((x2_hat - test.inputs["x2"]).pow(2).mean())
     # baseline: predict the per-feature training mean of x2
     baseline = float((train.inputs["x2"].mean(0) - test.inputs["x2"]).pow(2).mean())
