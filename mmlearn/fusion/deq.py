@@ -192,11 +192,21 @@ class DEQFusion(Fusion):
     :attr:`last_jacobian_loss`, the Hutchinson estimate ``||J||_F^2 / n`` of the paper's Jacobian
     regulariser, for ``fit(extra_losses=...)``.
 
+    Initialisation (our choice, not the paper's): the official code keeps
+    PyTorch's default init, at which ``f`` is often far from a contraction at
+    the small widths used here (the quadratic purify term makes the fusion
+    branch chaotic; the relative residual stalls near 0.1-0.5). Scaling the
+    last linear layer of each branch (``W2`` and ``W_f``) by ``init_scale``
+    (0.1; 1 restores the default), in the spirit of Fixup/ReZero inits,
+    starts ``f`` near a contraction, so 10-20 solver steps reach residuals
+    of 1e-3 to 1e-5 at width 32-64. Widths below 32 with 4 groups leave GroupNorm
+    only a few channels per group and converge poorly: use ``groups=1`` there.
+
     Missing-aware: an absent modality leaves both the fusion sum and ``x_fuse``.
     ``features[m]``: (B, in_dims[m]) -> (B, out_dim).
     Options: ``solver`` ("anderson"), ``max_iter`` (30), ``tol`` (1e-3),
     ``backward_max_iter`` (max_iter + 1), ``backward_tol`` (tol), ``groups`` (4),
-    ``anderson_m`` (6), ``jacobian_samples`` (0).
+    ``anderson_m`` (6), ``jacobian_samples`` (0), ``init_scale`` (0.1).
     """
 
     handles_missing = True
@@ -213,6 +223,7 @@ class DEQFusion(Fusion):
         groups: int = 4,
         anderson_m: int = 6,
         jacobian_samples: int = 0,
+        init_scale: float = 0.1,
     ):
         super().__init__(in_dims, out_dim)
         if solver not in SOLVERS:
@@ -231,6 +242,11 @@ class DEQFusion(Fusion):
         # the per-modality branches and the fusion branch of f
         self.branches = nn.ModuleDict({m: ResidualBranch(d, groups) for m in self.in_dims})
         self.fusion_branch = PurifyCombine(d, groups)
+        # start near a contraction: the last linear layer of every branch scaled down (see docstring)
+        with torch.no_grad():
+            for branch in self.branches.values():
+                branch.w2.weight.mul_(init_scale)
+            self.fusion_branch.fuse.weight.mul_(init_scale)
         # w_i (init 1) and b (init 0) of x_fuse = sum_i w_i x_i + b
         self.weights = nn.Parameter(torch.ones(len(self.in_dims)))
         self.bias = nn.Parameter(torch.zeros(1))
