@@ -128,15 +128,15 @@ class AGM(nn.Module):
     def coefficients(self, scores: Mapping[str, float]) -> dict[str, float]:
         """Update the running means with this step's scores and return ``kappa`` per modality."""
         a, b = self.modalities
-        s = torch.tensor([float(scores[a]), float(scores[b])], dtype=torch.float64)
+        s_a, s_b = float(scores[a]), float(scores[b])
         self.steps += 1
         t = float(self.steps)
         # sbar_u <- sbar_u (t-1)/t + s_u/t
-        self.score_mean.mul_((t - 1) / t).add_(s / t)
-        sbar = self.score_mean
+        self.score_mean.mul_((t - 1) / t).add_(torch.tensor([s_a, s_b], dtype=torch.float64) / t)
+        sbar_a, sbar_b = self.score_mean.tolist()
         # r_a = exp(s_b - s_a), rbar_a = exp(sbar_b - sbar_a); symmetric for b
-        r = {a: math.exp(s[1] - s[0]), b: math.exp(s[0] - s[1])}
-        rbar = {a: math.exp(sbar[1] - sbar[0]), b: math.exp(sbar[0] - sbar[1])}
+        r = {a: math.exp(s_b - s_a), b: math.exp(s_a - s_b)}
+        rbar = {a: math.exp(sbar_b - sbar_a), b: math.exp(sbar_a - sbar_b)}
         # kappa_u = exp(alpha * min(rbar_u - r_u, 10))
         return {m: math.exp(self.alpha * min(rbar[m] - r[m], self.max_exponent)) for m in (a, b)}
 

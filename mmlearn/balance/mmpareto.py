@@ -120,16 +120,20 @@ class MMPareto:
         y = batch.y
         loss_mm = F.cross_entropy(out.logits, y)
         losses = {m: self.unimodal_weight * F.cross_entropy(out.unimodal[m], y) for m in names}
-        grads = {}
+        params = {m: [p for p in model.encoders[m].parameters() if p.requires_grad] for m in names}
+        flat = [p for m in names for p in params[m]]
+        # g_mm for every encoder in one pass, then g_u for encoder u only
+        g_mm_all = torch.autograd.grad(loss_mm, flat, retain_graph=True, allow_unused=True)
+        grads, start = {}, 0
         for m in names:
-            params = [p for p in model.encoders[m].parameters() if p.requires_grad]
-            g_mm = torch.autograd.grad(loss_mm, params, retain_graph=True, allow_unused=True)
-            g_u = torch.autograd.grad(losses[m], params, retain_graph=True, allow_unused=True)
-            zero = [torch.zeros_like(p) for p in params]
+            n = len(params[m])
+            g_mm = g_mm_all[start : start + n]
+            start += n
+            g_u = torch.autograd.grad(losses[m], params[m], retain_graph=True, allow_unused=True)
             grads[m] = (
-                params,
-                [g if g is not None else z for g, z in zip(g_mm, zero)],
-                [g if g is not None else z for g, z in zip(g_u, zero)],
+                params[m],
+                [g if g is not None else torch.zeros_like(p) for g, p in zip(g_mm, params[m])],
+                [g if g is not None else torch.zeros_like(p) for g, p in zip(g_u, params[m])],
             )
         self._grads = grads
         return sum(losses.values())

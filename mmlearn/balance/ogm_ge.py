@@ -58,9 +58,11 @@ class OGMGE:
     ``ge`` chooses the noise ``h``:
 
     - ``"restore"`` (default): ``h ~ N(0, (1 - k^2) std(g)^2)`` on the slowed
-      encoder only. Scaling a stochastic gradient by ``k`` scales its noise
-      variance by ``k^2``; this puts the lost variance back. It vanishes when
-      ``k = 1``, so ``alpha = 0`` is exactly plain training.
+      encoder only, where ``std(g)`` is the spread of that gradient tensor's
+      entries (the official code's proxy for the gradient-noise scale). Scaling
+      a stochastic gradient by ``k`` scales its noise variance by ``k^2``; this
+      puts the lost variance back. It vanishes when ``k = 1``, so ``alpha = 0``
+      is exactly plain training (the paper adds ``N(0, std(g)^2)`` whatever ``k``).
     - ``"code"``: as the official code, ``h ~ N(0, std(g)^2)`` added to every
       encoder gradient of both modalities at every step, modulated or not
       (training then differs from plain training even at ``alpha = 0``).
