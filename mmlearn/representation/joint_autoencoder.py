@@ -96,6 +96,7 @@ class JointAutoencoder(LatentModel):
         if self.regularizer == "l1":
             return fused, None, None
         mu, logvar = fused.chunk(2, dim=-1)  # (B, d) each
+        logvar = logvar.clamp(-8.0, 8.0)  # keep exp(logvar) finite
         z = reparameterize(mu, logvar) if self.training else mu
         return z, mu, logvar
 
