@@ -36,3 +36,5 @@ from .representation import image_strip, image_strips_figure, latent_generation_
 __all__ += ["image_strip", "image_strips_figure", "latent_generation_figure", "objective_curves", "probe_accuracy_figure"]  # noqa: E501
 from .balance import balance_panel_figure, balance_summary_figure, modulation_figure, probe_curves_figure  # noqa: E402
 __all__ += ["balance_panel_figure", "balance_summary_figure", "modulation_figure", "probe_curves_figure"]
+from .fusion import fusion_comparison_figure, fusion_panel_figure, solver_trace_figure, tfn_lmf_cost_figure, xor_grid_figure  # noqa: E402
+__all__ += ["fusion_comparison_figure", "fusion_panel_figure", "solver_trace_figure", "tfn_lmf_cost_figure", "xor_grid_figure"]  # noqa: E501

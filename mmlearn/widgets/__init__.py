@@ -10,3 +10,5 @@ from .representation import RepresentationPanel, fit_projection, infer_and_gener
 __all__ += ["RepresentationPanel", "fit_projection", "infer_and_generate"]
 from .balance import BalancePanel, balance_lookup, grid_alphas  # noqa: E402
 __all__ += ["BalancePanel", "balance_lookup", "grid_alphas"]
+from .fusion import FusionPanel, evaluate_fusions, fusion_weights  # noqa: E402
+__all__ += ["FusionPanel", "evaluate_fusions", "fusion_weights"]

@@ -1,0 +1,145 @@
+"""Figures for the fusion zoo (notebook 03): numbers in, ``go.Figure`` out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .core import LAYOUT, PALETTE, modality_color
+
+SELECTED_COLOR = "#d62728"
+OTHER_COLOR = "#9ecae1"
+
+
+def _ordered(values: Sequence[str]) -> list[str]:
+    seen: list[str] = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
+def fusion_comparison_figure(rows: Sequence[Mapping], title: str = "Fusion methods: accuracy, size and cost",
+                             chance: Mapping[str, float] | None = None) -> go.Figure:
+    """Three stacked panels sharing the x axis (fusion method), one bar colour per dataset:
+    test accuracy, number of parameters (log scale) and training time (s).
+
+    ``rows``: dicts with ``dataset``, ``fusion``, ``accuracy``, ``params``,
+    ``train_s`` (as from :func:`mmlearn.fusion.experiment.runs_table`).
+    ``chance``: optional ``{dataset: chance accuracy}`` drawn as dotted lines.
+    """
+    if not rows:
+        raise ValueError("fusion_comparison_figure needs at least one row")
+    for key in ("dataset", "fusion", "accuracy", "params", "train_s"):
+        if key not in rows[0]:
+            raise ValueError(f"rows need a {key!r} entry; got keys {sorted(rows[0])}")
+    datasets = _ordered([r["dataset"] for r in rows])
+    fusions = _ordered([r["fusion"] for r in rows])
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                        subplot_titles=("test accuracy", "parameters (encoders + fusion + head)", "training time"))
+    for i, ds in enumerate(datasets):
+        by_fusion = {r["fusion"]: r for r in rows if r["dataset"] == ds}
+        color = PALETTE[i % len(PALETTE)]
+        for row, key, fmt in ((1, "accuracy", "{:.0%}"), (2, "params", "{:,}"), (3, "train_s", "{:.1f}s")):
+            y = [by_fusion[f][key] if f in by_fusion else None for f in fusions]
+            fig.add_trace(go.Bar(x=fusions, y=y, name=ds, legendgroup=ds, showlegend=row == 1, marker_color=color,
+                                 hovertemplate=f"{ds}<br>%{{x}}: %{{y}}<extra></extra>",
+                                 text=[fmt.format(v) if v is not None and row == 1 else "" for v in y],
+                                 textposition="outside", textfont=dict(size=9)),
+                          row=row, col=1)
+        if chance and ds in chance:
+            fig.add_hline(y=chance[ds], line_dash="dot", line_color=color, row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.12], row=1, col=1)
+    fig.update_yaxes(title_text="parameters", type="log", row=2, col=1)
+    fig.update_yaxes(title_text="seconds", row=3, col=1)
+    fig.update_xaxes(title_text="fusion method", row=3, col=1)
+    fig.update_layout(title=title, barmode="group", height=780, legend_title_text="dataset", **LAYOUT)
+    return fig
+
+
+def fusion_panel_figure(accuracy: Mapping[str, float], reference: Mapping[str, float], selected: str,
+                        weights: Mapping[str, float] | None, weight_label: str = "per-modality weight",
+                        modalities: Sequence[str] = (), title: str = "") -> go.Figure:
+    """Left: accuracy of every fusion under the current condition (the selected one highlighted)
+    with each one's clean accuracy as a marker. Right: the selected fusion's mean
+    per-modality weights (gates, selection shares), or an empty panel with a note.
+
+    The figure of :class:`mmlearn.widgets.FusionPanel`; its traces are updated in place:
+    trace 0 current accuracy bars, trace 1 clean markers, trace 2 weight bars.
+    """
+    names = list(accuracy)
+    if selected not in accuracy:
+        raise ValueError(f"selected fusion {selected!r} is not among {names}")
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.68, 0.32], horizontal_spacing=0.1,
+                        subplot_titles=("accuracy of every fusion now", "weights of the selected fusion"))
+    values = [float(accuracy[n]) for n in names]
+    fig.add_trace(go.Bar(x=names, y=values, name="now", text=[f"{v:.0%}" for v in values], textposition="outside",
+                         marker_color=[SELECTED_COLOR if n == selected else OTHER_COLOR for n in names]),
+                  row=1, col=1)
+    fig.add_trace(go.Scatter(x=names, y=[float(reference[n]) for n in names], mode="markers", name="clean, all on",
+                             marker=dict(symbol="line-ew-open", size=22, line=dict(width=3, color="#333"))),
+                  row=1, col=1)
+    mods = list(weights) if weights else list(modalities)
+    w = [float(weights[m]) for m in mods] if weights else [0.0] * len(mods)
+    fig.add_trace(go.Bar(x=mods, y=w, name=weight_label, showlegend=False, text=[f"{v:.2f}" for v in w],
+                         textposition="outside", marker_color=[modality_color(m, i) for i, m in enumerate(mods)]),
+                  row=1, col=2)
+    fig.update_yaxes(title_text="test accuracy", range=[0, 1.12], row=1, col=1)
+    fig.update_yaxes(title_text=weight_label, range=[0, 1.12], row=1, col=2)
+    fig.update_xaxes(tickangle=-30, row=1, col=1)
+    fig.update_layout(title=title, height=430, legend=dict(orientation="h", y=-0.3), **LAYOUT)
+    return fig
+
+
+def solver_trace_figure(traces: Mapping[str, Sequence[float]], tol: float | None = None,
+                        title: str = "DEQ fusion: fixed-point residual per solver step") -> go.Figure:
+    """Relative residual ``||f(z) - z|| / ||f(z)||`` (log scale) against the solver step, one line per solver."""
+    fig = go.Figure()
+    for i, (name, values) in enumerate(traces.items()):
+        fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=list(values), mode="lines+markers", name=name,
+                                 line=dict(color=PALETTE[i % len(PALETTE)])))
+    if tol is not None:
+        fig.add_hline(y=tol, line_dash="dot", line_color="grey", annotation_text="tolerance")
+    fig.update_layout(title=title, xaxis_title="evaluations of f", yaxis=dict(title="relative residual", type="log"),
+                      height=380, **LAYOUT)
+    return fig
+
+
+def xor_grid_figure(probabilities: Mapping[str, np.ndarray], title: str = "P(y = 1 | x1, x2) on the four XOR inputs",
+                    truth: np.ndarray | None = None) -> go.Figure:
+    """One 2x2 heatmap per method: predicted probability of class 1 for each bit pair.
+
+    ``probabilities[name]``: (2, 2) array indexed ``[x1, x2]``. ``truth`` (2, 2), if given, is drawn first.
+    """
+    panels = dict(probabilities)
+    if truth is not None:
+        panels = {"truth: x1 XOR x2": np.asarray(truth), **panels}
+    names = list(panels)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04)
+    for i, name in enumerate(names, start=1):
+        p = np.asarray(panels[name], dtype=float)
+        if p.shape != (2, 2):
+            raise ValueError(f"probabilities[{name!r}] has shape {p.shape}; expected (2, 2)")
+        fig.add_trace(go.Heatmap(z=p, x=["x2 = 0", "x2 = 1"], y=["x1 = 0", "x1 = 1"], zmin=0, zmax=1,
+                                 colorscale="RdBu_r", showscale=i == len(names), text=np.round(p, 2),
+                                 texttemplate="%{text}", colorbar=dict(title="P(y=1)")),
+                      row=1, col=i)
+        fig.update_yaxes(autorange="reversed", showticklabels=i == 1, row=1, col=i)
+    fig.update_layout(title=title, height=300, **{**LAYOUT, "margin": dict(l=60, r=20, t=80, b=40)})
+    return fig
+
+
+def tfn_lmf_cost_figure(modalities: Sequence[int], tfn_params: Sequence[int], lmf_params: Mapping[str, Sequence[int]],
+                        title: str = "Parameters of the fusion layer as modalities are added") -> go.Figure:
+    """Parameters (log scale) of TensorFusion vs LowRankFusion (one line per rank) against the number of modalities."""
+    fig = go.Figure(go.Scatter(x=list(modalities), y=list(tfn_params), mode="lines+markers", name="TensorFusion",
+                               line=dict(color=PALETTE[3])))
+    for i, (label, values) in enumerate(lmf_params.items()):
+        fig.add_trace(go.Scatter(x=list(modalities), y=list(values), mode="lines+markers", name=label,
+                                 line=dict(color=PALETTE[i % 3])))
+    fig.update_layout(title=title, xaxis=dict(title="number of modalities M", dtick=1),
+                      yaxis=dict(title="parameters", type="log"), height=360, **LAYOUT)
+    return fig
