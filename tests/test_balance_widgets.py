@@ -82,9 +82,9 @@ def test_summary_and_modulation_figures():
     fig = balance_summary_figure({"joint": {"x1": 0.9, "x2": 0.64, "fused": 0.93},
                                   "MMPareto": {"x1": 0.9, "x2": 0.75, "fused": 0.92}},
                                  reference={"x2 alone": 0.74})
-    assert [t.name for t in fig.data] == ["probe x1", "probe x2", "fused accuracy"]
+    assert [t.name for t in fig.data] == ["probe x1", "probe x2", "fused accuracy", "x2 alone"]
     assert list(fig.data[1].y) == [0.64, 0.75] and list(fig.data[1].x) == ["joint", "MMPareto"]
-    assert fig.layout.shapes[0].y0 == 0.74
+    assert list(fig.data[3].y) == [0.74, 0.74] and fig.data[3].line.dash == "dash"
     with pytest.raises(ValueError, match="has no value 'fused'"):
         balance_summary_figure({"joint": {"x1": 0.9}}, keys=["x1", "fused"])
     mod = modulation_figure({"x1": [1.0, 0.5, 0.2, 0.2], "x2": [1.0, 1.0, 1.0, 1.0]}, smooth=2)

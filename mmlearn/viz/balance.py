@@ -44,7 +44,8 @@ def probe_curves_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], mod
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="probe accuracy", range=list(y_range), row=1, col=1)
     fig.update_yaxes(range=list(y_range))
-    fig.update_layout(title=title, height=380, legend=dict(title="training"), **LAYOUT)
+    # room for the legend: about 26 px per run
+    fig.update_layout(title=title, height=max(380, 140 + 26 * len(curves)), legend=dict(title="training"), **LAYOUT)
     return fig
 
 
@@ -73,8 +74,9 @@ def balance_summary_figure(results: Mapping[str, Mapping[str, float]], keys: Seq
         fig.add_trace(go.Bar(x=methods, y=values, name=name, marker_color=color,
                              text=[f"{v:.2f}" for v in values], textposition="outside", textfont=dict(size=10)))
     for j, (label, value) in enumerate((reference or {}).items()):
-        fig.add_hline(y=float(value), line=dict(dash="dash", color=PALETTE[(j + 3) % len(PALETTE)]),
-                      annotation_text=label, annotation_position="top left")
+        # a dashed line across the groups, named in the legend (no label over the bars)
+        fig.add_trace(go.Scatter(x=methods, y=[float(value)] * len(methods), mode="lines", name=label,
+                                 line=dict(dash="dash", color=PALETTE[(j + 3) % len(PALETTE)])))
     fig.update_layout(title=title, barmode="group", yaxis=dict(title="accuracy", range=[0.4, 1.05]),
                       xaxis_title="training method", height=420, **LAYOUT)
     return fig
