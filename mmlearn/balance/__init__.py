@@ -16,7 +16,13 @@ Every method has ``fit_kwargs()`` giving the arguments to pass to ``fit``.
 """
 
 from .agm import AGM
-from .attribution import AttributionRegularizer, attribution_penalty, attribution_shares, input_gradient_penalty, share_penalty
+from .attribution import (
+    AttributionRegularizer,
+    attribution_penalty,
+    attribution_shares,
+    input_gradient_penalty,
+    share_penalty,
+)
 from .experiment import (
     BALANCE_METHODS,
     balance_model,

@@ -1,5 +1,6 @@
 """MCR: the multimodal competition regulariser of Kontras et al. ("Multimodal Competition
-Regularizer", arXiv 2411.07335), in a simplified form.
+Regularizer", arXiv 2411.07335), in a simplified form. Not one of the survey's
+equations; it addresses the modality competition of survey Sec. IV.
 
 Each encoder is a player in a game. Modality ``i``'s contribution to the fused
 prediction is estimated by how much the prediction changes when ``i``'s

@@ -1,6 +1,10 @@
 """MMPareto (Wei & Hu, "MMPareto: Boosting Multimodal Learning with Innocent Unimodal
 Assistance", ICML 2024): per-encoder combination of the multimodal and unimodal
 loss gradients, with the MGDA min-norm direction when the two conflict.
+
+In the survey's terms (Sec. IV, Eq. 6) each encoder's gradient is a weighted
+sum ``alpha_mm(t) g_mm + alpha_u(t) g_u`` whose time-varying weights come from
+the two gradients themselves.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Uni-modal ensemble (UME) and uni-modal teacher (UMT) of Du et al., "On Uni-Modal Feature
 Learning in Supervised Multi-Modal Learning", ICML 2023.
 
-Joint training under-learns the features that one modality could learn alone
-("modality laziness"). UME avoids joint training: train each unimodal model on
+Survey Sec. IV: Du et al. argue for late fusion (Eq. 5) that keeps each
+modality's strengths. Joint training under-learns the features that one
+modality could learn alone ("modality laziness"). UME avoids joint training: train each unimodal model on
 its own, then add their logits. UMT keeps joint (late-fusion) training but
 distils each encoder towards a frozen unimodally trained teacher encoder.
 """
