@@ -79,7 +79,9 @@ class AGM(nn.Module):
         if not hasattr(model, "forward_all") or not hasattr(model, "encoders"):
             raise TypeError(f"AGM wraps a MultimodalClassifier-like model, got {type(model).__name__}")
         if len(model.encoders) != 2:
-            raise ValueError(f"AGM's Shapley responses are for exactly two modalities, the model has {list(model.encoders)}")
+            raise ValueError(
+                f"AGM's Shapley responses are for exactly two modalities, the model has {list(model.encoders)}"
+            )
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
         self.model = model
@@ -132,7 +134,8 @@ class AGM(nn.Module):
         self.steps += 1
         t = float(self.steps)
         # sbar_u <- sbar_u (t-1)/t + s_u/t
-        self.score_mean.mul_((t - 1) / t).add_(torch.tensor([s_a, s_b], dtype=torch.float64) / t)
+        s = torch.tensor([s_a, s_b], dtype=torch.float64, device=self.score_mean.device)
+        self.score_mean.mul_((t - 1) / t).add_(s / t)
         sbar_a, sbar_b = self.score_mean.tolist()
         # r_a = exp(s_b - s_a), rbar_a = exp(sbar_b - sbar_a); symmetric for b
         r = {a: math.exp(s_b - s_a), b: math.exp(s_a - s_b)}

@@ -32,6 +32,8 @@ What is simplified, and why:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -45,7 +47,7 @@ def jensen_shannon(p_logits: Tensor, q_logits: Tensor) -> Tensor:
     """Per-sample Jensen-Shannon divergence (nats) between softmax(p) and softmax(q): (B, C) x 2 -> (B,)."""
     log_p, log_q = F.log_softmax(p_logits, dim=1), F.log_softmax(q_logits, dim=1)
     # log m = log( (p + q) / 2 )
-    log_m = torch.logsumexp(torch.stack([log_p, log_q]), dim=0) - torch.log(torch.tensor(2.0))
+    log_m = torch.logsumexp(torch.stack([log_p, log_q]), dim=0) - math.log(2.0)
     kl_pm = (log_p.exp() * (log_p - log_m)).sum(dim=1)
     kl_qm = (log_q.exp() * (log_q - log_m)).sum(dim=1)
     return (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)  # >= 0; clamp float round-off

@@ -110,7 +110,9 @@ def competition_strength_from_features(joint_fit, unimodal_fit, joint_test, unim
     if len(X_fit) != len(Y_fit) or len(X_test) != len(Y_test):
         raise ValueError(f"rows disagree: fit {len(X_fit)} vs {len(Y_fit)}, test {len(X_test)} vs {len(Y_test)}")
     if X_fit.shape[1] != X_test.shape[1] or Y_fit.shape[1] != Y_test.shape[1]:
-        raise ValueError(f"widths disagree between fit and test: {X_fit.shape}/{X_test.shape}, {Y_fit.shape}/{Y_test.shape}")
+        raise ValueError(
+            f"widths disagree between fit and test: {X_fit.shape}/{X_test.shape}, {Y_fit.shape}/{Y_test.shape}"
+        )
     ridge = Ridge(alpha=alpha).fit(X_fit, Y_fit)
     delta = Y_test - ridge.predict(X_test)  # (N, d)
     centered = Y_test - Y_test.mean(axis=0)

@@ -49,9 +49,12 @@ def probe_curves_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], mod
     return fig
 
 
-def balance_summary_figure(results: Mapping[str, Mapping[str, float]], keys: Sequence[str] | None = None,
-                           reference: Mapping[str, float] | None = None,
-                           title: str = "After training: what each encoder learned, and the fused accuracy") -> go.Figure:
+def balance_summary_figure(
+    results: Mapping[str, Mapping[str, float]],
+    keys: Sequence[str] | None = None,
+    reference: Mapping[str, float] | None = None,
+    title: str = "After training: what each encoder learned, and the fused accuracy",
+) -> go.Figure:
     """Grouped bars: one group per method, one bar per quantity (probe accuracy per encoder, fused accuracy).
 
     ``results``: ``{method label: {"x1": probe, "x2": probe, "fused": accuracy}}``;
@@ -119,8 +122,9 @@ def balance_panel_figure(alone: Mapping[str, Sequence[float]], joint: Mapping[st
                         column_widths=[1.0] * len(names) + [0.6],
                         subplot_titles=[f"{m} encoder probe" for m in names] + ["fused accuracy"])
     for col, m in enumerate(names, start=1):
-        for label, curves, color, dash in (("alone", alone, "#7f7f7f", "dash"), ("plain joint", joint, "#1f77b4", "dot"),
-                                           (method_label, method, "#d62728", "solid")):
+        styles = (("alone", alone, "#7f7f7f", "dash"), ("plain joint", joint, "#1f77b4", "dot"),
+                  (method_label, method, "#d62728", "solid"))
+        for label, curves, color, dash in styles:
             y = list(curves[m])
             fig.add_trace(go.Scatter(x=_epochs(y), y=y, mode="lines+markers", name=label, legendgroup=label,
                                      showlegend=col == 1, marker=dict(size=5), line=dict(color=color, dash=dash)),
