@@ -43,16 +43,15 @@ def fusion_comparison_figure(rows: Sequence[Mapping], title: str = "Fusion metho
     for i, ds in enumerate(datasets):
         by_fusion = {r["fusion"]: r for r in rows if r["dataset"] == ds}
         color = PALETTE[i % len(PALETTE)]
-        for row, key, fmt in ((1, "accuracy", "{:.0%}"), (2, "params", "{:,}"), (3, "train_s", "{:.1f}s")):
+        for row, key, fmt in ((1, "accuracy", "{:.1%}"), (2, "params", "{:,}"), (3, "train_s", "{:.2f} s")):
             y = [by_fusion[f][key] if f in by_fusion else None for f in fusions]
             fig.add_trace(go.Bar(x=fusions, y=y, name=ds, legendgroup=ds, showlegend=row == 1, marker_color=color,
-                                 hovertemplate=f"{ds}<br>%{{x}}: %{{y}}<extra></extra>",
-                                 text=[fmt.format(v) if v is not None and row == 1 else "" for v in y],
-                                 textposition="outside", textfont=dict(size=9)),
+                                 customdata=[fmt.format(v) if v is not None else "" for v in y],
+                                 hovertemplate=f"{ds}<br>%{{x}}: %{{customdata}}<extra></extra>"),
                           row=row, col=1)
         if chance and ds in chance:
             fig.add_hline(y=chance[ds], line_dash="dot", line_color=color, row=1, col=1)
-    fig.update_yaxes(title_text="accuracy", range=[0, 1.12], row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.05], row=1, col=1)
     fig.update_yaxes(title_text="parameters", type="log", row=2, col=1)
     fig.update_yaxes(title_text="seconds", row=3, col=1)
     fig.update_xaxes(title_text="fusion method", row=3, col=1)
@@ -116,7 +115,7 @@ def xor_grid_figure(probabilities: Mapping[str, np.ndarray], title: str = "P(y =
     """
     panels = dict(probabilities)
     if truth is not None:
-        panels = {"truth: x1 XOR x2": np.asarray(truth), **panels}
+        panels = {"truth<br>x1 XOR x2": np.asarray(truth), **panels}
     names = list(panels)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04)
     for i, name in enumerate(names, start=1):
