@@ -55,7 +55,8 @@ def fusion_comparison_figure(rows: Sequence[Mapping], title: str = "Fusion metho
     fig.update_yaxes(title_text="parameters", type="log", row=2, col=1)
     fig.update_yaxes(title_text="seconds", row=3, col=1)
     fig.update_xaxes(title_text="fusion method", row=3, col=1)
-    fig.update_layout(title=title, barmode="group", height=780, legend_title_text="dataset", **LAYOUT)
+    fig.update_layout(title=title, barmode="group", height=780, legend_title_text="dataset",
+                      **{**LAYOUT, "margin": dict(l=70, r=20, t=90, b=60)})
     return fig
 
 
@@ -89,7 +90,8 @@ def fusion_panel_figure(accuracy: Mapping[str, float], reference: Mapping[str, f
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.12], row=1, col=1)
     fig.update_yaxes(title_text=weight_label, range=[0, 1.12], row=1, col=2)
     fig.update_xaxes(tickangle=-30, row=1, col=1)
-    fig.update_layout(title=title, height=430, legend=dict(orientation="h", y=-0.3), **LAYOUT)
+    fig.update_layout(title=title, height=460, legend=dict(orientation="h", y=-0.38),
+                      **{**LAYOUT, "margin": dict(l=60, r=20, t=90, b=120)})
     return fig
 
 
@@ -127,7 +129,7 @@ def xor_grid_figure(probabilities: Mapping[str, np.ndarray], title: str = "P(y =
                                  texttemplate="%{text}", colorbar=dict(title="P(y=1)")),
                       row=1, col=i)
         fig.update_yaxes(autorange="reversed", showticklabels=i == 1, row=1, col=i)
-    fig.update_layout(title=title, height=300, **{**LAYOUT, "margin": dict(l=60, r=20, t=80, b=40)})
+    fig.update_layout(title=title, height=320, **{**LAYOUT, "margin": dict(l=60, r=20, t=110, b=40)})
     return fig
 
 
