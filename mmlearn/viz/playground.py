@@ -1,0 +1,116 @@
+"""The Fusion Playground's figure: accuracy per method, the robustness curve, and (optionally) the data's
+information decomposition. Numbers in, ``go.Figure`` out (DESIGN.md, layer 2).
+
+The trace layout is fixed once for all registered methods, so the panel can update the figure in place:
+
+- trace 0: bars, accuracy of each selected method on clean test data;
+- trace 1: bars, accuracy under the current noise and missing rates;
+- traces ``2 .. 2+K-1``: the robustness curve of each of the K methods (hidden when not selected);
+- traces ``2+K .. 2+2K-1``: a marker per method at the current setting, on its curve;
+- with a decomposition, one more bar trace: redundancy, uniqueness per modality, synergy (bits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .core import LAYOUT, PALETTE
+
+
+def method_color(method: str, methods: Sequence[str]) -> str:
+    """A stable colour per fusion method (its position among all methods)."""
+    return PALETTE[list(methods).index(method) % len(PALETTE)]
+
+
+def curve_trace_index(method: str, methods: Sequence[str]) -> int:
+    return 2 + list(methods).index(method)
+
+
+def marker_trace_index(method: str, methods: Sequence[str]) -> int:
+    return 2 + len(methods) + list(methods).index(method)
+
+
+def playground_figure(
+    all_methods: Sequence[str],
+    selected: Sequence[str],
+    clean: Mapping[str, float],
+    now: Mapping[str, float],
+    levels: Sequence[float],
+    curves: Mapping[str, Sequence[float]],
+    current_level: float,
+    *,
+    curve_label: str = "noise level",
+    chance: float | None = None,
+    decomposition: Mapping[str, float] | None = None,
+    with_decomposition: bool = False,
+    title: str = "Fusion playground",
+    now_label: str = "with noise / missing",
+) -> go.Figure:
+    """The whole playground figure, built with its final layout (the panel then updates it in place).
+
+    ``clean[m]``, ``now[m]``: accuracy of method ``m`` on clean data and under the current corruption;
+    ``curves[m]``: accuracy at each of ``levels`` of the corruption named by ``curve_label``;
+    ``current_level``: where the marker sits. ``with_decomposition`` reserves a third panel for
+    ``decomposition`` (``{"redundancy": r, "unique x1": u, ..., "synergy": s}`` in bits).
+    """
+    all_methods, selected = list(all_methods), list(selected)
+    unknown = [m for m in selected if m not in all_methods]
+    if unknown:
+        raise ValueError(f"selected methods {unknown} are not among {all_methods}")
+    cols = 3 if with_decomposition else 2
+    titles = ["accuracy per method", f"robustness: accuracy vs {curve_label}"]
+    if with_decomposition:
+        titles.append("information in the data (bits)")
+    widths = [0.32, 0.43, 0.25] if with_decomposition else [0.4, 0.6]
+    fig = make_subplots(rows=1, cols=cols, subplot_titles=titles, column_widths=widths, horizontal_spacing=0.09)
+    # traces 0, 1: grouped bars, clean and now
+    fig.add_trace(go.Bar(x=selected, y=[clean[m] for m in selected], name="clean test data",
+                         marker_color="#b0b0b0", text=[f"{clean[m]:.0%}" for m in selected], textposition="outside",
+                         legendgroup="bars", hovertemplate="%{x}, clean: %{y:.1%}<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(x=selected, y=[now[m] for m in selected], name=now_label,
+                         marker_color=[method_color(m, all_methods) for m in selected],
+                         text=[f"{now[m]:.0%}" for m in selected], textposition="outside", legendgroup="bars",
+                         hovertemplate="%{x}, now: %{y:.1%}<extra></extra>"), row=1, col=1)
+    levels = [float(v) for v in levels]
+    for m in all_methods:  # curves
+        on = m in selected
+        fig.add_trace(go.Scatter(x=levels, y=list(curves[m]) if on else [None] * len(levels), mode="lines",
+                                 name=m, visible=on, line=dict(color=method_color(m, all_methods), width=2.5),
+                                 legendgroup=m, hovertemplate=f"{m}: %{{y:.1%}} at %{{x:.2f}}<extra></extra>"),
+                      row=1, col=2)
+    for m in all_methods:  # markers at the current setting
+        on = m in selected
+        fig.add_trace(go.Scatter(x=[current_level], y=[now[m] if on else None], mode="markers", name=f"{m} now",
+                                 visible=on, showlegend=False, legendgroup=m,
+                                 marker=dict(color=method_color(m, all_methods), size=12, symbol="circle",
+                                             line=dict(color="white", width=1.5)),
+                                 hovertemplate=f"{m} now: %{{y:.1%}}<extra></extra>"), row=1, col=2)
+    if with_decomposition:
+        parts = dict(decomposition or {})
+        fig.add_trace(go.Bar(x=list(parts), y=list(parts.values()), name="information", showlegend=False,
+                             marker_color=PALETTE[4], text=[f"{v:.2f}" for v in parts.values()],
+                             textposition="outside", hovertemplate="%{x}: %{y:.3f} bits<extra></extra>"),
+                      row=1, col=3)
+        fig.update_yaxes(title_text="bits", rangemode="tozero", row=1, col=3)
+    fig.update_yaxes(title_text="test accuracy", range=[0, 1.12], row=1, col=1)
+    fig.update_yaxes(title_text="test accuracy", range=[0, 1.02], row=1, col=2)
+    fig.update_xaxes(title_text="fusion method", row=1, col=1)
+    fig.update_xaxes(title_text=curve_label, range=[min(levels) - 0.02, max(levels) + 0.02], row=1, col=2)
+    if chance is not None:
+        for col in (1, 2):
+            fig.add_hline(y=chance, line_dash="dot", line_color="grey", row=1, col=col)
+    fig.update_layout(title=title, barmode="group", height=460, bargap=0.25,
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
+                      **{**LAYOUT, "margin": dict(l=60, r=20, t=80, b=110)})
+    return fig
+
+
+def robustness_levels(step: float = 0.1) -> np.ndarray:
+    """The grid of corruption levels a curve is drawn on: 0, step, ..., 1."""
+    if not 0 < step <= 1:
+        raise ValueError(f"step must be in (0, 1], got {step}")
+    return np.round(np.linspace(0.0, 1.0, int(round(1 / step)) + 1), 6)

@@ -1,0 +1,267 @@
+"""The Fusion Playground: data, training, the cached evaluation route against the plain one, the figure
+builder, and the panel driven by control values (no browser; the browser checks are in tests/ui)."""
+
+import numpy as np
+import pytest
+import torch
+
+from mmlearn.data import Batch, add_noise, drop_modalities, make_latent_views, to_batch
+from mmlearn.fusion import FUSIONS
+from mmlearn.models import build_classifier
+from mmlearn.train import predict, subset_accuracies
+from mmlearn.viz import playground_figure, robustness_levels
+from mmlearn.viz.playground import curve_trace_index, marker_trace_index
+from mmlearn.widgets import PlaygroundPanel
+from mmlearn.widgets.playground import (
+    AV_DIGITS,
+    FAST_OPTIONS,
+    FeatureBank,
+    corrupted_accuracy,
+    corrupted_logits,
+    make_playground_data,
+    playground_result,
+    robustness_curve,
+    torch_threads,
+    train_fusion,
+)
+
+SMALL = dict(epochs=6)  # panel training in tests: enough to be well above chance on redundant data
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_playground_data(redundancy=1.0, uniqueness=0.5, synergy=0.0, n=600, seed=0)
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return PlaygroundPanel(methods=("late", "concat"), redundancy=1.0, uniqueness=0.5, synergy=0.0, n=600,
+                           training=SMALL)
+
+
+# ------------------------------------------------------------------------------------------ data
+def test_synthetic_data_is_make_latent_views_split_in_order(data):
+    views = to_batch(make_latent_views(600, redundancy=1.0, uniqueness=0.5, synergy=0.0, noise=0.3, seed=0))
+    assert data.train.size == 450 and data.test.size == 150
+    torch.testing.assert_close(data.train.inputs["x1"], views.inputs["x1"][:450])
+    torch.testing.assert_close(data.test.y, views.y[450:])
+    assert data.modalities == ["x1", "x2"] and data.n_classes == 2
+    # chance = share of the most frequent test class
+    counts = np.bincount(data.test.y.numpy(), minlength=2)
+    assert data.chance == pytest.approx(counts.max() / counts.sum())
+    mean, std = data.stats["x2"]
+    assert mean == pytest.approx(float(data.train.inputs["x2"].mean()))
+    assert std == pytest.approx(float(data.train.inputs["x2"].std()))
+
+
+def test_data_errors():
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        make_playground_data("mnist")
+    with pytest.raises(ValueError, match="all 0"):
+        make_playground_data(redundancy=0, uniqueness=0, synergy=0)
+    with pytest.raises(ValueError, match="synergy must be >= 0"):
+        make_playground_data(synergy=-1)
+
+
+# ------------------------------------------------------------------------------------------ evaluation route
+@pytest.mark.parametrize("method", sorted(FUSIONS))
+def test_cached_route_equals_corrupting_inputs_and_running_the_model(data, method):
+    """Features cached per (modality, noise level) + missing applied to features == the whole model on
+    corrupted inputs, for every registered fusion (untrained weights: the identity holds for any weights)."""
+    model = build_classifier(data.shapes, 2, method, seed=1, **FAST_OPTIONS.get(method, {}))
+    bank = FeatureBank(model, data, seed=3)
+    with torch_threads(1):
+        _check_routes(model, bank, data)
+
+
+def _check_routes(model, bank, data):
+    noise, missing = {"x1": 0.3, "x2": 0.7}, {"x1": 0.4, "x2": 0.5}
+    inputs = add_noise(data.test.inputs, noise, seed=3, stats=data.stats)
+    inputs, present = drop_modalities(inputs, missing, seed=3)
+    expected = predict(model, Batch(inputs, data.test.y, present))
+    torch.testing.assert_close(corrupted_logits(model, bank, noise, missing, seed=3), expected, rtol=1e-5, atol=1e-6)
+    # and with nothing missing (no presence mask at all)
+    clean = predict(model, Batch(add_noise(data.test.inputs, noise, seed=3, stats=data.stats), data.test.y))
+    torch.testing.assert_close(corrupted_logits(model, bank, noise, seed=3), clean, rtol=1e-5, atol=1e-6)
+
+
+def test_feature_bank_encodes_each_modality_and_level_once(data):
+    model = build_classifier(data.shapes, 2, "concat", seed=0)
+    calls = []
+    model.encoders["x1"].register_forward_hook(lambda mod, inp, out: calls.append(1))
+    bank = FeatureBank(model, data)
+    first = bank.features("x1", 0.3)
+    assert bank.features("x1", 0.30000000001) is first and len(calls) == 1
+    bank.warm(robustness_levels(0.5))  # 0, 0.5, 1 for both modalities: three new x1 encodings
+    assert len(calls) == 4  # 0.0, 0.5 and 1.0 are new for x1 (0.3 was cached)
+    with pytest.raises(ValueError, match="unknown modality 'x3'"):
+        bank.features("x3", 0.0)
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    model = train_fusion(data, "concat", epochs=8)
+    return model, FeatureBank(model, data)
+
+
+def test_full_missing_rate_equals_the_other_modality_alone(data, trained):
+    """Missing rate 1 on x2 (0 on x1): every sample keeps only x1, as in subset_accuracies' 'x1'."""
+    model, bank = trained
+    alone = subset_accuracies(model, data.test)["x1"]
+    assert corrupted_accuracy(model, bank, missing={"x2": 1.0}) == pytest.approx(alone)
+    assert corrupted_accuracy(model, bank) == pytest.approx(subset_accuracies(model, data.test)["x1+x2"])
+
+
+def test_robustness_curve_points(data, trained):
+    model, bank = trained
+    levels = robustness_levels(0.25)
+    np.testing.assert_allclose(levels, [0, 0.25, 0.5, 0.75, 1.0])
+    curve = robustness_curve(model, bank, "noise", "x1", levels, noise={"x2": 0.5}, missing={"x1": 0.2})
+    for level, acc in zip(levels, curve):
+        assert acc == pytest.approx(corrupted_accuracy(model, bank, {"x1": level, "x2": 0.5}, {"x1": 0.2}))
+    with pytest.raises(ValueError, match="kind must be"):
+        robustness_curve(model, bank, "blur", "x1", levels)
+    with pytest.raises(ValueError, match=r"noise of 'x1' must be in \[0, 1\], got 1.5"):
+        corrupted_accuracy(model, bank, noise={"x1": 1.5})
+
+
+def test_playground_result_shape_and_empty_selection(data, trained):
+    model, bank = trained
+    levels = robustness_levels(0.5)
+    r = playground_result({"concat": (model, bank)}, {"x1": 0.5, "x2": 0.0}, {"x1": 0.0, "x2": 0.0},
+                          ("noise", 0), levels)
+    assert r["current_level"] == 0.5 and r["curve_label"] == "noise on x1"
+    assert r["curves"]["concat"][1] == pytest.approx(r["now"]["concat"])  # the marker sits on the curve
+    with pytest.raises(ValueError, match="No fusion method selected"):
+        playground_result({}, {}, {}, ("noise", 0), levels)
+
+
+# ------------------------------------------------------------------------------------------ training outcomes
+def test_tensor_fusion_learns_synergy_late_fusion_cannot():
+    """The label is sign(u_a * u_b): a sum of per-modality predictions can't represent it (the notebook's
+    learning outcome)."""
+    xor = make_playground_data(redundancy=0.0, uniqueness=0.0, synergy=1.0, n=1200)
+    acc = {m: corrupted_accuracy(model, FeatureBank(model, xor))
+           for m in ("late", "tensor") for model in [train_fusion(xor, m)]}
+    assert acc["tensor"] > acc["late"] + 0.15, acc
+    assert acc["late"] < xor.chance + 0.12, acc
+
+
+def test_modality_dropout_makes_a_model_cope_with_a_missing_view():
+    redundant = make_playground_data(redundancy=1.0, uniqueness=0.0, synergy=0.0, n=800)
+    plain = train_fusion(redundant, "gated")
+    robust = train_fusion(redundant, "gated", modality_dropout=0.3)
+    lost = {"x1": 1.0}
+    assert (corrupted_accuracy(robust, FeatureBank(robust, redundant), missing=lost)
+            > corrupted_accuracy(plain, FeatureBank(plain, redundant), missing=lost) + 0.05)
+    with pytest.raises(ValueError, match="unknown fusion method 'sum'"):
+        train_fusion(redundant, "sum")
+    with pytest.raises(ValueError, match="modality_dropout"):
+        train_fusion(redundant, "late", modality_dropout=1.0)
+
+
+# ------------------------------------------------------------------------------------------ figure builder
+def test_figure_has_fixed_traces_for_every_method():
+    methods = ["late", "concat", "tensor"]
+    levels = [0.0, 0.5, 1.0]
+    fig = playground_figure(methods, ["late", "tensor"], {"late": 0.8, "tensor": 0.9}, {"late": 0.7, "tensor": 0.6},
+                            levels, {"late": [0.8, 0.75, 0.7], "tensor": [0.9, 0.7, 0.5]}, 0.5, chance=0.5)
+    assert len(fig.data) == 2 + 2 * len(methods)
+    assert list(fig.data[0].x) == ["late", "tensor"] and list(fig.data[1].y) == [0.7, 0.6]
+    assert fig.data[curve_trace_index("concat", methods)].visible is False
+    assert list(fig.data[curve_trace_index("tensor", methods)].y) == [0.9, 0.7, 0.5]
+    assert list(fig.data[marker_trace_index("late", methods)].x) == [0.5]
+    assert [a.text for a in fig.layout.annotations] == ["accuracy per method", "robustness: accuracy vs noise level"]
+    assert all(s.y0 == 0.5 for s in fig.layout.shapes) and len(fig.layout.shapes) == 2
+    with pytest.raises(ValueError, match=r"\['fancy'\]"):
+        playground_figure(methods, ["fancy"], {}, {}, levels, {}, 0.0)
+    with pytest.raises(ValueError, match="step"):
+        robustness_levels(0.0)
+
+
+# ------------------------------------------------------------------------------------------ the panel
+def test_panel_noise_control_moves_bars_marker_and_curve(panel):
+    fig = panel.figure
+    methods = list(FUSIONS)
+    assert list(fig.data[0].x) == ["concat", "late"]  # registry order
+    model, bank = panel.trained(panel.state())["late"]
+    panel.controls["noise_0"].value = 0.6
+    assert panel.error is None
+    expected = corrupted_accuracy(model, bank, {"x1": 0.6, "x2": 0.0})
+    assert fig.data[1].y[1] == pytest.approx(expected)
+    assert list(fig.data[marker_trace_index("late", methods)].x) == [pytest.approx(0.6)]
+    assert fig.data[marker_trace_index("late", methods)].y[0] == pytest.approx(expected)
+    np.testing.assert_allclose(fig.data[curve_trace_index("late", methods)].y,
+                               robustness_curve(model, bank, "noise", "x1", panel.levels))
+    # the clean bars do not move with corruption
+    assert fig.data[0].y[1] == pytest.approx(corrupted_accuracy(model, bank))
+    panel.controls["noise_0"].value = 0.0
+
+
+def test_panel_missing_curve_and_labels(panel):
+    fig = panel.figure
+    model, bank = panel.trained(panel.state())["concat"]
+    panel.controls["curve"].value = "missing:1"
+    panel.controls["missing_1"].value = 1.0
+    assert fig.layout.annotations[1].text == "robustness: accuracy vs missing rate of x2"
+    assert fig.data[1].y[0] == pytest.approx(subset_accuracies(model, panel.data(panel.state()).test)["x1"])
+    assert fig.data[curve_trace_index("concat", list(FUSIONS))].y[-1] == pytest.approx(fig.data[1].y[0])
+    panel.controls["missing_1"].value = 0.0
+    panel.controls["curve"].value = "noise:0"
+
+
+def test_panel_trains_once_per_choice_and_explains_an_empty_selection(panel):
+    before = panel.trainings
+    panel.controls["use_gated"].value = True
+    assert panel.trainings == before + 1
+    assert "gated" in list(panel.figure.data[0].x)
+    assert panel.figure.data[curve_trace_index("gated", list(FUSIONS))].visible is True
+    panel.controls["use_gated"].value = False
+    panel.controls["use_gated"].value = True  # cached: no new training
+    assert panel.trainings == before + 1
+    assert panel.progress.value == panel.progress.max
+    for m in FUSIONS:
+        panel.controls[f"use_{m}"].value = False
+    assert panel.error == "No fusion method selected: tick at least one method."
+    assert panel.output.children == (panel.message,)
+    panel.controls["use_late"].value = True
+    assert panel.error is None and panel.output.children == (panel.figure,)
+    assert panel.trainings == before + 1
+    panel.controls["use_concat"].value = True
+    panel.controls["use_gated"].value = False
+
+
+def test_panel_new_data_retrains_and_changes_the_title(panel):
+    before = panel.trainings
+    panel.controls["synergy"].value = 1.0
+    assert panel.trainings == before + 2  # late and concat on the new data
+    assert "synergy 1.00" in panel.figure.layout.title.text
+    panel.controls["synergy"].value = 0.0
+    assert panel.trainings == before + 2
+
+
+def test_decomposition_hook_adds_a_third_plot():
+    calls = []
+
+    def fake_pid(train):  # stands in for mmlearn.interactions (not written yet)
+        calls.append(train.size)
+        return {"redundancy": 0.4, "unique x1": 0.1, "unique x2": 0.0, "synergy": float(train.size) / 1000}
+
+    p = PlaygroundPanel(methods=("late",), n=400, training=dict(epochs=2), decomposition=fake_pid)
+    bars = p.figure.data[-1]
+    assert list(bars.x) == ["redundancy", "unique x1", "unique x2", "synergy"]
+    assert list(bars.y) == [0.4, 0.1, 0.0, 0.3] and calls == [300]
+    assert p.figure.layout.annotations[2].text == "information in the data (bits)"
+    p.controls["noise_1"].value = 0.5  # evaluation only: no new decomposition
+    assert calls == [300]
+
+
+def test_panel_switches_to_av_digits():
+    p = PlaygroundPanel(methods=("late",), n=400, training=dict(epochs=1))
+    p.controls["dataset"].value = AV_DIGITS
+    assert p.error is None
+    assert p.controls["synergy"].disabled and p.controls["noise_1"].description == "audio noise"
+    assert [label for label, _ in p.controls["curve"].options][:2] == ["noise on image", "noise on audio"]
+    assert p.figure.layout.shapes[0].y0 == pytest.approx(p.data(p.state()).chance)
+    assert 0.1 < p.figure.data[0].y[0] <= 1.0  # 10 classes: better than chance after one epoch
+    assert p.figure.layout.title.text.startswith("AV-Digits")

@@ -1,0 +1,621 @@
+"""Drive JupyterLab and Voila in headless Chromium and report what a user would see.
+
+Used by the browser tests in this folder (and usable by hand: ``python tests/ui/harness.py NOTEBOOK``).
+What worked and what hung on this kind of machine is in the project's platform notes; this module follows them:
+
+- Debian's ``/usr/bin/chromium`` driven by the Python ``playwright`` package (never ``playwright install``),
+  with the flags in :data:`CHROMIUM_FLAGS` and a fresh user-data directory;
+- servers on 127.0.0.1, a free port, no token, ``--allow-root`` when root, polled on ``/api/status`` (Lab)
+  or ``/`` (Voila) before a page opens, and always stopped (their whole process group);
+- notebooks are copied to a temporary folder first (JupyterLab autosaves open notebooks);
+- JupyterLab's notebook windowing is off (``windowingMode: "none"``) so that off-screen cells render;
+- "Run All" (``runmenu:run-all``) only once the kernel reports idle.
+
+Every wait has a bound; a timeout raises :class:`UITimeout` with what was being waited for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1400, "height": 1000}
+
+#: controls the checker knows how to move, in the order it tries them
+CONTROL_SELECTOR = ".widget-slider, .widget-checkbox, .widget-dropdown, .widget-toggle-buttons"
+
+
+class UITimeout(RuntimeError):
+    """A bounded wait ran out."""
+
+
+def missing_requirements() -> str | None:
+    """Why the browser tests cannot run here, or ``None`` if they can."""
+    if not Path(CHROMIUM).exists():
+        return f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium, or `make system-deps` as root)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the Python package playwright is not installed (pip install -e '.[test]')"
+    for tool in ("jupyter-lab", "voila"):
+        if shutil.which(tool, path=str(Path(sys.executable).parent)) is None:
+            return f"{tool} is not installed next to {sys.executable} (pip install -e '.[test]')"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------- servers
+@dataclass
+class Server:
+    """A Jupyter server process in its own process group, with its log file."""
+
+    name: str
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the server and every kernel it started (SIGTERM to the group, then SIGKILL)."""
+        if self.process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def _root_flags() -> list[str]:
+    return ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+
+
+def _wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering {url}:\n"
+                               + log.read_text(errors="replace")[-3000:])
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise UITimeout(f"no answer from {url} within {timeout:.0f} s:\n" + log.read_text(errors="replace")[-3000:])
+
+
+def _spawn(name: str, cmd: list[str], workdir: Path, env: dict, ready_url: str, base_url: str,
+           timeout: float) -> Server:
+    log = workdir / f"{name}.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=workdir,
+                                start_new_session=True)
+    server = Server(name, base_url, proc, log)
+    try:
+        _wait_http(ready_url, proc, log, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _server_env(workdir: Path) -> dict:
+    env = dict(os.environ)
+    env.update(
+        JUPYTER_RUNTIME_DIR=str(workdir / "runtime"),
+        JUPYTER_CONFIG_DIR=str(workdir / "config"),  # none of the user's own Jupyter configuration
+        JUPYTER_PLATFORM_DIRS="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def lab_settings(settings_dir: Path) -> None:
+    """User settings for the test server: no notebook windowing, no news or update checks (offline)."""
+    files = {
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                            "checkForUpdates": False},
+        "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+    }
+    for rel, value in files.items():
+        path = settings_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+
+
+def start_lab(root_dir: Path, workdir: Path, timeout: float = 90.0) -> Server:
+    """JupyterLab on 127.0.0.1, a free port, no token, the app exposed as ``window.jupyterapp``."""
+    port = free_port()
+    lab_settings(workdir / "lab-user-settings")
+    cmd = [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root_dir}",
+        f"--LabApp.user_settings_dir={workdir / 'lab-user-settings'}",
+        f"--LabApp.workspaces_dir={workdir / 'lab-workspaces'}",
+        "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True",
+        "--ServerApp.jpserver_extensions={'jupyter_lsp': False}",
+        *_root_flags(),
+    ]
+    base = f"http://127.0.0.1:{port}"
+    return _spawn("lab", cmd, workdir, _server_env(workdir), f"{base}/api/status", base, timeout)
+
+
+def start_voila(notebook: Path, workdir: Path, timeout: float = 90.0) -> Server:
+    """Voila serving one notebook on 127.0.0.1, a free port, no token, tracebacks shown in the page."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "voila", str(notebook), "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
+        "--Voila.token=", "--show_tracebacks=True",
+        *_root_flags(),
+    ]
+    base = f"http://127.0.0.1:{port}"
+    # "/" executes the notebook; poll a static route instead so that readiness costs nothing
+    return _spawn("voila", cmd, workdir, _server_env(workdir), f"{base}/api/kernelspecs", base, timeout)
+
+
+def copy_notebooks(paths, dest: Path) -> list[Path]:
+    """Copy notebooks into ``dest`` (the server's root), so autosave never touches the originals."""
+    dest.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy(p, dest / Path(p).name)) for p in paths]
+
+
+def launch_browser(playwright, user_data_dir: Path):
+    """Headless Debian Chromium with a fresh profile; returns a persistent browser context."""
+    return playwright.chromium.launch_persistent_context(
+        str(user_data_dir), executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True, viewport=VIEWPORT,
+        timeout=60_000,
+    )
+
+
+# --------------------------------------------------------------------------------------------- page checks
+@dataclass
+class ControlMove:
+    kind: str           # slider, checkbox, dropdown, toggle-buttons
+    label: str          # the control's description
+    changed: bool       # did the panel's figure change?
+    detail: str = ""
+
+
+@dataclass
+class PanelReport:
+    index: int
+    controls: int
+    figures: int
+    moves: list[ControlMove] = field(default_factory=list)
+
+    @property
+    def responds(self) -> bool:
+        return any(m.changed for m in self.moves)
+
+
+@dataclass
+class PageReport:
+    """What a user sees on one page; :meth:`problems` lists every fault found."""
+
+    name: str
+    errors: list[str] = field(default_factory=list)            # error outputs (cells or widget Output areas)
+    figures: int = 0                                           # plotly figures found
+    blank_figures: list[str] = field(default_factory=list)     # figures with no drawn trace
+    undrawn_outputs: list[str] = field(default_factory=list)   # plotly outputs without a drawn plot
+    widget_errors: list[str] = field(default_factory=list)     # widgets that failed to render
+    panels: list[PanelReport] = field(default_factory=list)
+    kernel_errors: list[str] = field(default_factory=list)     # tracebacks the kernel sent outside any cell
+    unexecuted: int = 0                                        # code cells that never ran
+    screenshot: str | None = None
+    seconds: float = 0.0
+
+    def problems(self) -> list[str]:
+        out = [f"error output: {e}" for e in self.errors]
+        out += [f"figure not drawn: {f}" for f in self.undrawn_outputs]
+        out += [f"blank figure (no trace drawn): {f}" for f in self.blank_figures]
+        out += [f"widget failed to render: {w}" for w in self.widget_errors]
+        out += [f"kernel error outside a cell: {k}" for k in self.kernel_errors]
+        if self.unexecuted:
+            out.append(f"{self.unexecuted} code cell(s) did not run")
+        for p in self.panels:
+            if not p.responds:
+                tried = "; ".join(f"{m.kind} {m.label!r}{' (' + m.detail + ')' if m.detail else ''}"
+                                  for m in p.moves) or "no control it could move"
+                out.append(f"panel {p.index}: moving its controls did not change its figure (tried: {tried})")
+        return out
+
+
+# JavaScript run in the page ---------------------------------------------------------------------
+_JS_FIGURES = r"""
+(root) => {
+  const scope = root || document;
+  const plots = Array.from(scope.querySelectorAll('.js-plotly-plot'));
+  const describe = (gd) => {
+    const title = (gd.layout && gd.layout.title && (gd.layout.title.text || gd.layout.title)) || '';
+    return typeof title === 'string' ? title : JSON.stringify(title);
+  };
+  const drawn = (gd) => {
+    const n = (gd._fullData || []).filter(t => t.visible !== false).length;
+    // SVG traces (scatter, bar, heatmap images, pies...) or WebGL traces (scattergl canvases)
+    const marks = gd.querySelectorAll(
+      '.plot .trace, .plot .point, .plot path.js-line, .hm image, .imagelayer image, .pielayer .slice, '
+      + '.gl-container canvas, .layer-above .imagelayer image').length;
+    return n > 0 && marks > 0;
+  };
+  return plots.map(gd => ({title: describe(gd), traces: (gd._fullData || []).length, drawn: drawn(gd)}));
+}
+"""
+
+_JS_FIGURE_STATE = r"""
+(el) => {
+  const gd = el.classList.contains('js-plotly-plot') ? el : el.querySelector('.js-plotly-plot');
+  if (!gd) return null;
+  const strip = (d) => ({x: d.x, y: d.y, z: d.z, text: d.text, visible: d.visible, name: d.name,
+                         marker: d.marker && {color: d.marker.color, size: d.marker.size}});
+  const t = gd.layout && gd.layout.title;
+  return JSON.stringify({data: (gd.data || []).map(strip), title: t && (t.text || t),
+                         annotations: ((gd.layout || {}).annotations || []).map(a => a.text),
+                         shapes: ((gd.layout || {}).shapes || []).map(s => [s.x0, s.x1, s.y0, s.y1])});
+}
+"""
+
+
+def figure_states(page, panel) -> list[str | None]:
+    """Serialized data of every plotly figure inside one panel element (what a redraw changes)."""
+    return [page.evaluate(_JS_FIGURE_STATE, gd) for gd in panel.query_selector_all(".js-plotly-plot")]
+
+
+def find_panels(page, scope_selector: str):
+    """Elements that hold at least one movable control and at least one plotly figure: the widget panels.
+
+    ``scope_selector`` picks the candidate containers (JupyterLab: each cell's output; Voila: each output).
+    """
+    panels = []
+    for el in page.query_selector_all(scope_selector):
+        if el.query_selector(CONTROL_SELECTOR) and el.query_selector(".js-plotly-plot"):
+            panels.append(el)
+    return panels
+
+
+def _label(control) -> str:
+    lab = control.query_selector(".widget-label, label")
+    text = (lab.inner_text() if lab else "") or control.inner_text()
+    return " ".join(text.split())[:40]
+
+
+def move_control(page, control) -> tuple[str, str]:
+    """Move one control the way a user would (mouse click or select); returns (kind, label)."""
+    cls = control.get_attribute("class") or ""
+    label = _label(control)
+    if "widget-slider" in cls:
+        track = control.query_selector(".noUi-base, .noUi-target, .slider-container")
+        handle = control.query_selector(".noUi-handle")
+        box = track.bounding_box() if track else None
+        if box is None:
+            raise RuntimeError(f"slider {label!r} has no visible track")
+        # click at 3/4 of the track, or 1/4 if the handle is already on the right half
+        hbox = handle.bounding_box() if handle else None
+        frac = 0.25 if hbox and hbox["x"] > box["x"] + box["width"] / 2 else 0.75
+        page.mouse.click(box["x"] + frac * box["width"], box["y"] + box["height"] / 2)
+        return "slider", label
+    if "widget-checkbox" in cls:
+        control.query_selector("input").click()
+        return "checkbox", label
+    if "widget-dropdown" in cls:
+        select = control.query_selector("select")
+        options = select.eval_on_selector_all("option", "os => os.map(o => o.value)")
+        current = select.evaluate("s => s.value")
+        other = next((o for o in options if o != current), None)
+        if other is None:
+            raise RuntimeError(f"dropdown {label!r} has a single option")
+        select.select_option(other)
+        return "dropdown", label
+    if "widget-toggle-buttons" in cls:
+        buttons = control.query_selector_all("button")
+        other = next((b for b in buttons if "mod-active" not in (b.get_attribute("class") or "")), None)
+        if other is None:
+            raise RuntimeError(f"toggle buttons {label!r} have a single choice")
+        other.click()
+        return "toggle-buttons", label
+    raise RuntimeError(f"unknown control class {cls!r}")
+
+
+def exercise_panel(page, panel, index: int, *, max_moves: int = 3, timeout: float = 20.0,
+                   prefer: str | None = None) -> PanelReport:
+    """Move up to ``max_moves`` controls of one panel; after each, wait (bounded) for its figure to change.
+
+    Sliders come first, then checkboxes, dropdowns and toggle buttons; stops at the first control that
+    changes the figure. ``prefer`` (a substring of a control's label) puts matching controls first.
+    """
+    controls = [c for c in panel.query_selector_all(CONTROL_SELECTOR)
+                if c.is_visible() and c.evaluate("e => !e.querySelector('input:disabled, select:disabled, [disabled]')")]
+    order = {"widget-slider": 0, "widget-checkbox": 1, "widget-dropdown": 2, "widget-toggle-buttons": 3}
+
+    def rank(c):
+        cls = c.get_attribute("class") or ""
+        first = 0 if prefer and prefer in _label(c) else 1
+        return first, min((v for k, v in order.items() if k in cls), default=9)
+
+    controls.sort(key=rank)
+    report = PanelReport(index, len(controls), len(panel.query_selector_all(".js-plotly-plot")))
+    for control in controls[:max_moves]:
+        before = figure_states(page, panel)
+        try:
+            control.scroll_into_view_if_needed(timeout=5000)
+            kind, label = move_control(page, control)
+        except Exception as exc:  # a control that can't be moved is reported, not fatal
+            report.moves.append(ControlMove("?", _label(control), False, f"could not move: {exc}"))
+            continue
+        deadline = time.monotonic() + timeout
+        changed = False
+        while time.monotonic() < deadline:
+            page.wait_for_timeout(250)
+            if figure_states(page, panel) != before:
+                changed = True
+                break
+        report.moves.append(ControlMove(kind, label, changed, "" if changed else f"no change in {timeout:.0f} s"))
+        if changed:
+            break
+    return report
+
+
+def inspect_figures(page, report: PageReport, root=None) -> None:
+    figs = page.evaluate(_JS_FIGURES, root)
+    report.figures = len(figs)
+    report.blank_figures = [f["title"] or "(untitled)" for f in figs if not f["drawn"]]
+
+
+def _collect_ws_errors(frames: list) -> list[str]:
+    """Kernel messages that carry a traceback or an error (e.g. a widget callback that raised)."""
+    found = []
+    for payload in frames:
+        text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+        if '"msg_type": "error"' in text or '"msg_type":"error"' in text or "Traceback (most recent call last)" in text:
+            i = text.find("Error")
+            found.append(text[max(0, i - 80): i + 160].replace("\\n", " ") if i >= 0 else text[:200])
+    return found
+
+
+# --------------------------------------------------------------------------------------------- JupyterLab
+_JS_KERNEL_IDLE = """() => {
+  const app = window.jupyterapp; if (!app) return false;
+  const w = app.shell.currentWidget; if (!w || !w.sessionContext) return false;
+  const s = w.sessionContext; return s.isReady && s.session && s.session.kernel
+         && s.session.kernel.connectionStatus === 'connected' && s.kernelDisplayStatus === 'idle';
+}"""
+
+_JS_RUN_STATE = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const cells = w.content.widgets.filter(c => c.model.type === 'code');
+  const busy = cells.filter(c => (c.promptNode && c.promptNode.textContent.includes('*'))).length;
+  const ran = cells.filter(c => c.model.executionCount !== null).length;
+  const errored = cells.some(c => c.model.outputs.toJSON().some(o => o.output_type === 'error'));
+  return {cells: cells.length, busy, ran, errored, status: w.sessionContext.kernelDisplayStatus};
+}"""
+
+_JS_CELL_ERRORS = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const out = [];
+  w.content.widgets.forEach((c, i) => {
+    if (c.model.type !== 'code') return;
+    c.model.outputs.toJSON().forEach(o => {
+      if (o.output_type === 'error') out.push(`cell ${i + 1}: ${o.ename}: ${o.evalue}`.slice(0, 300));
+    });
+  });
+  // error outputs inside widget Output areas (e.g. interact callbacks) and widgets that failed to render
+  document.querySelectorAll('.jp-OutputArea-output .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"],'
+      + ' .widget-output .jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]').forEach(e => {
+    const t = e.textContent; if (/Error|Traceback/.test(t)) out.push('widget output: ' + t.trim().slice(0, 300));
+  });
+  return out;
+}"""
+
+_JS_WIDGET_ERRORS = """() => Array.from(document.querySelectorAll(
+    '.jupyter-widgets-error-widget, .jp-RenderedText[data-mime-type="application/vnd.jupyter.widget-view+json"]'))
+  .map(e => e.textContent.trim().slice(0, 200))
+  .concat(Array.from(document.querySelectorAll('.jp-OutputArea-output')).filter(
+     e => /Error displaying widget|Loading widget\\.\\.\\./.test(e.textContent)).map(e => e.textContent.trim().slice(0, 200)))
+"""
+
+_JS_UNDRAWN_PLOTLY = """() => Array.from(document.querySelectorAll(
+    '.jp-OutputArea-output[data-mime-type="application/vnd.plotly.v1+json"]'))
+  .map((e, i) => ({i, ok: !!e.querySelector('.js-plotly-plot'), text: e.textContent.trim().slice(0, 120)}))
+  .filter(r => !r.ok).map(r => `plotly output ${r.i + 1}` + (r.text ? `: ${r.text}` : ''))
+"""
+
+
+def run_in_lab(context, server: Server, notebook_name: str, *, run_timeout: float = 240.0,
+               screenshot: Path | None = None, exercise: bool = True) -> PageReport:
+    """Open a notebook in JupyterLab, run all cells, check outputs, figures and widgets, move every panel."""
+    t0 = time.monotonic()
+    report = PageReport(notebook_name)
+    page = context.new_page()
+    frames: list = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
+    try:
+        page.goto(f"{server.url}/lab/tree/{notebook_name}", timeout=60_000)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        try:  # Run All before the kernel is ready hung once in three (platform notes)
+            page.wait_for_function(_JS_KERNEL_IDLE, timeout=90_000, polling=250)
+        except Exception as exc:
+            raise UITimeout(f"{notebook_name}: kernel not idle after 90 s ({exc}); server log:\n{server.log_tail()}")
+        page.evaluate("() => window.jupyterapp.commands.execute('runmenu:run-all')")
+        deadline = time.monotonic() + run_timeout
+        state = page.evaluate(_JS_RUN_STATE)
+        page.wait_for_timeout(1000)
+        while time.monotonic() < deadline:
+            state = page.evaluate(_JS_RUN_STATE)
+            if state["busy"] == 0 and state["status"] == "idle" and (state["ran"] == state["cells"] or state["errored"]):
+                break
+            page.wait_for_timeout(500)
+        else:
+            raise UITimeout(f"{notebook_name}: still running after {run_timeout:.0f} s ({state})")
+        report.unexecuted = state["cells"] - state["ran"]
+        page.wait_for_timeout(1500)  # let the last figures and widget views draw
+        _check_page(page, report, frames)
+        if exercise:
+            for i, panel in enumerate(find_panels(page, ".jp-Cell-outputArea"), 1):
+                report.panels.append(exercise_panel(page, panel, i))
+        report.errors = page.evaluate(_JS_CELL_ERRORS)
+        report.kernel_errors = [e for e in _collect_ws_errors(frames) if not any(e[:60] in r for r in report.errors)]
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=False)
+            _full_notebook_screenshot(page, screenshot)
+            report.screenshot = str(screenshot)
+    finally:
+        try:
+            page.evaluate("() => window.jupyterapp && window.jupyterapp.commands.execute('kernelmenu:shutdown')")
+        except Exception:
+            pass
+        page.close()
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _check_page(page, report: PageReport, frames) -> None:
+    inspect_figures(page, report)
+    report.undrawn_outputs = page.evaluate(_JS_UNDRAWN_PLOTLY)
+    report.widget_errors = page.evaluate(_JS_WIDGET_ERRORS)
+
+
+def _full_notebook_screenshot(page, path: Path) -> None:
+    """Screenshot of the whole notebook: JupyterLab scrolls inside a panel, so grow the page to fit it first."""
+    height = page.evaluate("""() => {
+        const nb = window.jupyterapp.shell.currentWidget.content.node;
+        return Math.ceil(nb.scrollHeight + 200);
+    }""")
+    height = max(VIEWPORT["height"], min(int(height), 30_000))
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
+    page.wait_for_timeout(1500)  # plotly redraws on resize
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(VIEWPORT)
+
+
+# --------------------------------------------------------------------------------------------- Voila
+def run_in_voila(context, server: Server, *, load_timeout: float = 240.0, screenshot: Path | None = None,
+                 prefer: str | None = None, name: str = "voila") -> PageReport:
+    """Load the Voila page (it runs the notebook), check it like :func:`run_in_lab`, move every panel."""
+    t0 = time.monotonic()
+    report = PageReport(name)
+    page = context.new_page()
+    frames: list = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
+    try:
+        page.goto(server.url, timeout=int(load_timeout * 1000), wait_until="domcontentloaded")
+        # Voila 0.5 renders progressively; the spinner/"Executing" text disappears once every cell ran
+        page.wait_for_function("""() => {
+            const loading = document.querySelector('#loading, .voila-spinner');
+            const body = document.body.innerText;
+            return document.querySelector('.jp-OutputArea, .jp-Cell') !== null
+                   && (!loading || loading.offsetParent === null) && !/Executing|Reading notebook/.test(body);
+        }""", timeout=int(load_timeout * 1000), polling=500)
+        page.wait_for_timeout(2000)
+        _check_page(page, report, frames)
+        errors = page.evaluate("""() => Array.from(document.querySelectorAll(
+              '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"], .voila-error, .jp-OutputArea-output pre'))
+            .map(e => e.textContent).filter(t => /Traceback|Error:|Exception/.test(t)).map(t => t.trim().slice(0, 300))""")
+        report.errors = errors
+        for i, panel in enumerate(find_panels(page, ".jp-OutputArea-output"), 1):
+            report.panels.append(exercise_panel(page, panel, i, prefer=prefer, max_moves=4))
+        report.kernel_errors = _collect_ws_errors(frames)
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=True)
+            report.screenshot = str(screenshot)
+    finally:
+        page.close()
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+# --------------------------------------------------------------------------------------------- by hand
+def main(argv=None) -> int:
+    """``python tests/ui/harness.py NOTEBOOK... [--out DIR]``: run notebooks in JupyterLab and print the reports."""
+    import argparse
+
+    from playwright.sync_api import sync_playwright
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("notebooks", nargs="+")
+    parser.add_argument("--out", default="test-artifacts/ui", help="where screenshots go")
+    parser.add_argument("--voila", action="store_true", help="serve each notebook with Voila instead")
+    args = parser.parse_args(argv)
+    why = missing_requirements()
+    if why:
+        print("cannot run:", why)
+        return 2
+    out = Path(args.out)
+    bad = 0
+    with tempfile.TemporaryDirectory(prefix="mmlearn-ui-") as tmp:
+        tmp = Path(tmp)
+        copies = copy_notebooks(args.notebooks, tmp / "notebooks")
+        with sync_playwright() as p:
+            context = launch_browser(p, tmp / "chromium-profile")
+            try:
+                if args.voila:
+                    for nb in copies:
+                        server = start_voila(nb, tmp)
+                        try:
+                            r = run_in_voila(context, server, screenshot=out / f"voila-{nb.stem}.png", name=nb.name)
+                        finally:
+                            server.stop()
+                        bad += _print(r)
+                else:
+                    server = start_lab(tmp / "notebooks", tmp)
+                    try:
+                        for nb in copies:
+                            bad += _print(run_in_lab(context, server, nb.name, screenshot=out / f"lab-{nb.stem}.png"))
+                    finally:
+                        server.stop()
+            finally:
+                context.close()
+    return 1 if bad else 0
+
+
+def _print(r: PageReport) -> int:
+    print(f"{r.name}: {r.figures} figures, {len(r.panels)} panels "
+          f"({', '.join(f'{m.kind} {m.label!r} changed={m.changed}' for p in r.panels for m in p.moves)}), "
+          f"{r.seconds:.0f} s, screenshot {r.screenshot}")
+    for p in r.problems():
+        print("   PROBLEM:", p)
+    return bool(r.problems())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
