@@ -38,3 +38,5 @@ from .balance import balance_panel_figure, balance_summary_figure, modulation_fi
 __all__ += ["balance_panel_figure", "balance_summary_figure", "modulation_figure", "probe_curves_figure"]
 from .fusion import fusion_comparison_figure, fusion_panel_figure, solver_trace_figure, tfn_lmf_cost_figure, xor_grid_figure  # noqa: E402
 __all__ += ["fusion_comparison_figure", "fusion_panel_figure", "solver_trace_figure", "tfn_lmf_cost_figure", "xor_grid_figure"]  # noqa: E501
+from .playground import playground_figure, robustness_levels  # noqa: E402
+__all__ += ["playground_figure", "robustness_levels"]

@@ -12,3 +12,5 @@ from .balance import BalancePanel, balance_lookup, grid_alphas  # noqa: E402
 __all__ += ["BalancePanel", "balance_lookup", "grid_alphas"]
 from .fusion import FusionPanel, evaluate_fusions, fusion_weights  # noqa: E402
 __all__ += ["FusionPanel", "evaluate_fusions", "fusion_weights"]
+from .playground import PlaygroundPanel, corrupted_accuracy, make_playground_data, train_fusion  # noqa: E402
+__all__ += ["PlaygroundPanel", "corrupted_accuracy", "make_playground_data", "train_fusion"]
