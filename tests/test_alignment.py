@@ -35,15 +35,6 @@ from mmlearn.alignment import (
 T_INIT = math.log(1 / 0.07)  # CLIP's initial logit scale t = log(1 / tau)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models: a second intra-op thread only adds contention on a busy 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def direct_clip_loss(a: torch.Tensor, b: torch.Tensor, t: float) -> float:
     """Eq. (2) written out with loops in float64: mean over i of -log softmax, both directions, averaged."""
     a, b = a.double(), b.double()

@@ -24,14 +24,6 @@ from mmlearn.widgets.alignment import shown_rows
 TEMPS, SIZES = (0.05, 0.5), (8, 32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _labelled_pairs(n: int, seed: int):
     """4 classes; x1 and x2 are two linear views of a class centre plus a per-pair latent."""
     g = torch.Generator().manual_seed(seed)

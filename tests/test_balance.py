@@ -38,20 +38,11 @@ from mmlearn.balance import (
 )
 from mmlearn.balance.experiment import train_unimodal
 from mmlearn.data import Batch, to_batch
-from mmlearn.fusion import ConcatFusion, EarlyFusion, LateFusion
+from mmlearn.fusion import EarlyFusion, LateFusion
 from mmlearn.models import MLPEncoder, MultimodalClassifier, build_classifier
 from mmlearn.train import evaluate, fit
 
 DIMS = {"x1": 16, "x2": 32}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train several times faster on one thread (no intra-op hand-offs); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

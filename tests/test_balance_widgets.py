@@ -3,21 +3,11 @@
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-import torch
 
 from mmlearn.balance import make_imbalanced, run_balance_grid
 from mmlearn.data import to_batch
 from mmlearn.viz import balance_panel_figure, balance_summary_figure, modulation_figure, probe_curves_figure
 from mmlearn.widgets import BalancePanel, balance_lookup, grid_alphas
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train several times faster on one thread; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _run(x1, x2, acc):

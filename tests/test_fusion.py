@@ -32,13 +32,6 @@ from mmlearn.train import evaluate, fit
 DIMS = {"image": 6, "audio": 5}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: on a shared 2-core machine, thread hand-offs cost more than the arithmetic
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 OUT = 8  # divisible by DEQ's GroupNorm groups
 
 

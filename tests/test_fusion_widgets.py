@@ -18,18 +18,9 @@ from mmlearn.viz import (
 from mmlearn.widgets import FusionPanel, evaluate_fusions, fusion_weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def trained():
     """Three small models on a redundant synthetic set, trained once for the module."""
-    torch.set_num_threads(1)
     ds = make_latent_views(600, dim=8, shared_dim=2, unique_dim=2, noise=0.1, seed=0)
     batch = to_batch(ds)
     train, test = batch.index(slice(0, 400)), batch.index(slice(400, None))

@@ -28,15 +28,6 @@ AUDIO_FILE = Path(__file__).resolve().parents[1] / "mmlearn" / "data" / "files" 
 SHAPES = {"image": (8, 8), "audio": (20, 20)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models train faster on one thread than on two busy cores; restore afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _rand_inputs(n=6, seed=0, shapes=SHAPES):
     g = torch.Generator().manual_seed(seed)
     return {m: torch.randn(n, *s, generator=g) for m, s in shapes.items()}

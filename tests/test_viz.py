@@ -2,7 +2,6 @@
 
 import numpy as np
 import plotly.graph_objects as go
-import pytest
 from sklearn.decomposition import PCA
 
 from mmlearn import viz

@@ -1,11 +1,10 @@
 """The modality panel: layer 1 (evaluate_condition) and the panel driven by control values."""
 
-import time
 
 import pytest
 import torch
 
-from mmlearn.data import Batch, add_noise, make_latent_views, to_batch
+from mmlearn.data import add_noise, make_latent_views, to_batch
 from mmlearn.models import build_classifier
 from mmlearn.train import evaluate, fit
 from mmlearn.widgets import ModalityPanel, evaluate_condition
