@@ -14,10 +14,11 @@ from collections.abc import Mapping
 import ipywidgets as W
 import torch
 
-from ..data import Batch, add_noise, as_batch, modality_stats
+from ..data import as_batch, modality_stats
 from ..fusion import EmbraceNetFusion, GatedFusion, LateFusion
 from ..viz import fusion_panel_figure
 from .base import Panel
+from .modality import corrupt_batch
 
 #: what the weight panel shows for each kind of fusion
 WEIGHT_LABELS = {
@@ -25,19 +26,6 @@ WEIGHT_LABELS = {
     EmbraceNetFusion: "share of components",
     LateFusion: "late-fusion weight w_m",
 }
-
-
-def _switched_on(batch: Batch, enabled: Mapping[str, bool] | None) -> list[str]:
-    """The modalities left on; rejects unknown names and the all-off state."""
-    names = batch.modalities
-    enabled = {m: True for m in names} if enabled is None else dict(enabled)
-    for m in enabled:
-        if m not in names:
-            raise ValueError(f"unknown modality {m!r}; expected one of {names}")
-    on = [m for m in names if enabled.get(m, True)]
-    if not on:
-        raise ValueError("Every modality is switched off: switch at least one on to see a prediction.")
-    return on
 
 
 @torch.no_grad()
@@ -88,13 +76,8 @@ def evaluate_fusions(
     ``{name: {"accuracy": float, "weights": {modality: float} | None, "weight_label": str}}``.
     Raises ``ValueError`` if every modality is off.
     """
-    batch = as_batch(data)
-    on = _switched_on(batch, enabled)
-    inputs = add_noise(batch.inputs, noise, seed=seed, stats=stats)
-    present = None
-    if len(on) < len(batch.modalities):
-        present = {m: torch.full((batch.size,), m in on, dtype=torch.bool) for m in batch.modalities}
-        inputs = {m: x if m in on else torch.zeros_like(x) for m, x in inputs.items()}
+    batch = corrupt_batch(data, enabled, noise, seed=seed, stats=stats)
+    inputs, present = batch.inputs, batch.present
     out = {}
     for name, model in models.items():
         was_training = model.training

@@ -17,6 +17,39 @@ from ..viz import accuracy_confusion_figure, confusion_counts
 from .base import Panel
 
 
+def corrupt_batch(
+    data,
+    enabled: Mapping[str, bool] | None = None,
+    noise: Mapping[str, float] | float = 0.0,
+    *,
+    seed: int = 0,
+    stats: Mapping[str, tuple[float, float]] | None = None,
+) -> Batch:
+    """The batch a panel evaluates: noisy inputs, switched-off modalities zero-filled and marked absent.
+
+    ``enabled[m] = False`` removes modality ``m`` (zero-filled, ``present`` False);
+    ``noise`` is a level in [0, 1] per modality (see :func:`mmlearn.data.add_noise`,
+    with ``stats`` from the training set so the noise scale does not depend on
+    the evaluation batch). ``present`` is ``None`` when every modality is on.
+    Raises ``ValueError`` for an unknown modality or if every modality is off.
+    """
+    batch = as_batch(data)
+    names = batch.modalities
+    enabled = {m: True for m in names} if enabled is None else dict(enabled)
+    for m in enabled:
+        if m not in names:
+            raise ValueError(f"unknown modality {m!r}; expected one of {names}")
+    on = [m for m in names if enabled.get(m, True)]
+    if not on:
+        raise ValueError("Every modality is switched off: switch at least one on to see a prediction.")
+    inputs = add_noise(batch.inputs, noise, seed=seed, stats=stats)
+    if len(on) == len(names):
+        return Batch(inputs, batch.y)
+    present = {m: torch.full((batch.size,), m in on, dtype=torch.bool) for m in names}
+    inputs = {m: x if m in on else torch.zeros_like(x) for m, x in inputs.items()}
+    return Batch(inputs, batch.y, present)
+
+
 def evaluate_condition(
     model: torch.nn.Module,
     data,
@@ -29,31 +62,18 @@ def evaluate_condition(
 ) -> dict:
     """Accuracy, predictions and confusion counts of ``model`` under one condition.
 
-    ``enabled[m] = False`` removes modality ``m`` (zero-filled, ``present`` False);
-    ``noise`` is a level in [0, 1] per modality (see :func:`mmlearn.data.add_noise`,
-    with ``stats`` from the training set so the noise scale does not depend on
-    the evaluation batch). Raises ``ValueError`` if every modality is off.
+    The condition is built by :func:`corrupt_batch`, which explains ``enabled``,
+    ``noise``, ``seed`` and ``stats``. Raises ``ValueError`` if every modality is off.
     """
-    batch = as_batch(data)
-    names = batch.modalities
-    enabled = {m: True for m in names} if enabled is None else dict(enabled)
-    for m in enabled:
-        if m not in names:
-            raise ValueError(f"unknown modality {m!r}; expected one of {names}")
-    on = [m for m in names if enabled.get(m, True)]
-    if not on:
-        raise ValueError("Every modality is switched off: switch at least one on to see a prediction.")
-    inputs = add_noise(batch.inputs, noise, seed=seed, stats=stats)
-    present = {m: torch.full((batch.size,), m in on, dtype=torch.bool) for m in names}
-    inputs = {m: x if m in on else torch.zeros_like(x) for m, x in inputs.items()}
-    logits = predict(model, Batch(inputs, batch.y, present))
+    batch = corrupt_batch(data, enabled, noise, seed=seed, stats=stats)
+    logits = predict(model, batch)
     pred = logits.argmax(dim=1)
     n_classes = n_classes or logits.shape[1]
     return {
         "accuracy": float((pred == batch.y).float().mean()),
         "predictions": pred,
         "counts": confusion_counts(batch.y, pred, n_classes),
-        "enabled": on,
+        "enabled": [m for m in batch.modalities if batch.present is None or bool(batch.present[m].any())],
     }
 
 
