@@ -171,7 +171,8 @@ def test_figure_has_fixed_traces_for_every_method():
     assert fig.data[curve_trace_index("concat", methods)].visible is False
     assert list(fig.data[curve_trace_index("tensor", methods)].y) == [0.9, 0.7, 0.5]
     assert list(fig.data[marker_trace_index("late", methods)].x) == [0.5]
-    assert [a.text for a in fig.layout.annotations] == ["accuracy per method", "robustness: accuracy vs noise level"]
+    assert [a.text for a in fig.layout.annotations] == ["accuracy: clean (grey), now (colour)",
+                                                      "robustness: accuracy vs noise level"]
     assert all(s.y0 == 0.5 for s in fig.layout.shapes) and len(fig.layout.shapes) == 2
     with pytest.raises(ValueError, match=r"\['fancy'\]"):
         playground_figure(methods, ["fancy"], {}, {}, levels, {}, 0.0)

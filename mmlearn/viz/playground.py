@@ -62,7 +62,7 @@ def playground_figure(
     if unknown:
         raise ValueError(f"selected methods {unknown} are not among {all_methods}")
     cols = 3 if with_decomposition else 2
-    titles = ["accuracy per method", f"robustness: accuracy vs {curve_label}"]
+    titles = ["accuracy: clean (grey), now (colour)", f"robustness: accuracy vs {curve_label}"]
     if with_decomposition:
         titles.append("information in the data (bits)")
     widths = [0.32, 0.43, 0.25] if with_decomposition else [0.4, 0.6]
@@ -70,10 +70,10 @@ def playground_figure(
     # traces 0, 1: grouped bars, clean and now
     fig.add_trace(go.Bar(x=selected, y=[clean[m] for m in selected], name="clean test data",
                          marker_color="#b0b0b0", text=[f"{clean[m]:.0%}" for m in selected], textposition="outside",
-                         legendgroup="bars", hovertemplate="%{x}, clean: %{y:.1%}<extra></extra>"), row=1, col=1)
+                         showlegend=False, hovertemplate="%{x}, clean: %{y:.1%}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Bar(x=selected, y=[now[m] for m in selected], name=now_label,
                          marker_color=[method_color(m, all_methods) for m in selected],
-                         text=[f"{now[m]:.0%}" for m in selected], textposition="outside", legendgroup="bars",
+                         text=[f"{now[m]:.0%}" for m in selected], textposition="outside", showlegend=False,
                          hovertemplate="%{x}, now: %{y:.1%}<extra></extra>"), row=1, col=1)
     levels = [float(v) for v in levels]
     for m in all_methods:  # curves
@@ -103,7 +103,7 @@ def playground_figure(
     if chance is not None:
         for col in (1, 2):
             fig.add_hline(y=chance, line_dash="dot", line_color="grey", row=1, col=col)
-    fig.update_layout(title=title, barmode="group", height=460, bargap=0.25,
+    fig.update_layout(title=title, barmode="group", height=460, width=1000 if with_decomposition else 940, bargap=0.25,
                       legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
                       **{**LAYOUT, "margin": dict(l=60, r=20, t=80, b=110)})
     return fig

@@ -372,6 +372,10 @@ class PlaygroundPanel(Panel):
         controls["curve"] = W.Dropdown(options=self._curve_options(names), value="noise:0",
                                        description="curve", layout=W.Layout(width="260px"))
 
+        #: controls that train (once per new choice) rather than only evaluate; benchmarks/course.py
+        #: reports them apart from the evaluation controls, which must answer at once
+        self.training_controls = ("dataset", "redundancy", "uniqueness", "synergy", "modality_dropout",
+                                  *(f"use_{m}" for m in self.all_methods))
         self.controls = controls  # compute() reads them through state(); Panel.__init__ sets them again
         first = self.compute(self.state())
         self._with_decomposition = self.decomposition is not None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +30,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -61,6 +63,11 @@ def missing_requirements() -> str | None:
         if shutil.which(tool, path=str(Path(sys.executable).parent)) is None:
             return f"{tool} is not installed next to {sys.executable} (pip install -e '.[test]')"
     return None
+
+
+def course_notebooks() -> list[Path]:
+    """Every notebook of the course (``notebooks/*.ipynb``): a new notebook is covered automatically."""
+    return sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def free_port() -> int:
@@ -105,31 +112,36 @@ def _root_flags() -> list[str]:
     return ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
 
 
-def _wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
+def _wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float, log_marker: str | None = None) -> None:
+    """Wait until ``url`` answers 200 (or, with ``log_marker``, until the log says it and the port answers)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode} before answering {url}:\n"
                                + log.read_text(errors="replace")[-3000:])
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
+        if log_marker is not None:
+            if log_marker in log.read_text(errors="replace"):
+                return
+        else:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
         time.sleep(0.3)
     raise UITimeout(f"no answer from {url} within {timeout:.0f} s:\n" + log.read_text(errors="replace")[-3000:])
 
 
 def _spawn(name: str, cmd: list[str], workdir: Path, env: dict, ready_url: str, base_url: str,
-           timeout: float) -> Server:
+           timeout: float, log_marker: str | None = None) -> Server:
     log = workdir / f"{name}.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=workdir,
                                 start_new_session=True)
     server = Server(name, base_url, proc, log)
     try:
-        _wait_http(ready_url, proc, log, timeout)
+        _wait_http(ready_url, proc, log, timeout, log_marker)
     except BaseException:
         server.stop()
         raise
@@ -185,12 +197,11 @@ def start_voila(notebook: Path, workdir: Path, timeout: float = 90.0) -> Server:
     port = free_port()
     cmd = [
         sys.executable, "-m", "voila", str(notebook), "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}",
-        "--Voila.token=", "--show_tracebacks=True",
-        *_root_flags(),
+        "--Voila.token=", "--show_tracebacks=True",  # (Voila has no --allow-root: it runs as root as is)
     ]
     base = f"http://127.0.0.1:{port}"
-    # "/" executes the notebook; poll a static route instead so that readiness costs nothing
-    return _spawn("voila", cmd, workdir, _server_env(workdir), f"{base}/api/kernelspecs", base, timeout)
+    # "/" executes the notebook, so readiness is read from the log instead of polling a page
+    return _spawn("voila", cmd, workdir, _server_env(workdir), base, base, timeout, log_marker="is running at")
 
 
 def copy_notebooks(paths, dest: Path) -> list[Path]:
@@ -240,9 +251,12 @@ class PageReport:
     widget_errors: list[str] = field(default_factory=list)     # widgets that failed to render
     panels: list[PanelReport] = field(default_factory=list)
     kernel_errors: list[str] = field(default_factory=list)     # tracebacks the kernel sent outside any cell
+    warnings: list[str] = field(default_factory=list)          # stderr warnings in cells (shown, not failed)
     unexecuted: int = 0                                        # code cells that never ran
-    screenshot: str | None = None
+    screenshot: str | None = None                              # the page
+    screenshots: list[str] = field(default_factory=list)       # one per output with a figure or widget
     seconds: float = 0.0
+    timings: dict = field(default_factory=dict)                # open / run / panels, seconds
 
     def problems(self) -> list[str]:
         out = [f"error output: {e}" for e in self.errors]
@@ -266,18 +280,18 @@ _JS_FIGURES = r"""
   const scope = root || document;
   const plots = Array.from(scope.querySelectorAll('.js-plotly-plot'));
   const describe = (gd) => {
-    const title = (gd.layout && gd.layout.title && (gd.layout.title.text || gd.layout.title)) || '';
-    return typeof title === 'string' ? title : JSON.stringify(title);
+    const t = gd.layout && gd.layout.title;
+    const title = t ? (typeof t === 'string' ? t : (t.text || '')) : '';
+    return title || '(untitled)';
   };
-  const drawn = (gd) => {
-    const n = (gd._fullData || []).filter(t => t.visible !== false).length;
-    // SVG traces (scatter, bar, heatmap images, pies...) or WebGL traces (scattergl canvases)
-    const marks = gd.querySelectorAll(
-      '.plot .trace, .plot .point, .plot path.js-line, .hm image, .imagelayer image, .pielayer .slice, '
-      + '.gl-container canvas, .layer-above .imagelayer image').length;
-    return n > 0 && marks > 0;
-  };
-  return plots.map(gd => ({title: describe(gd), traces: (gd._fullData || []).length, drawn: drawn(gd)}));
+  // SVG traces (scatter, bar, ...), heatmap images, WebGL canvases (scattergl)
+  const MARKS = 'g.trace, g.hm, .heatmaplayer image, .imagelayer image, .pielayer .slice, .gl-container canvas';
+  return plots.map(gd => {
+    const valid = Array.isArray(gd.data);
+    const traces = (gd._fullData || []).filter(t => t.visible !== false).length;
+    const marks = gd.querySelectorAll(MARKS).length;
+    return {title: describe(gd), valid, traces, drawn: valid && traces > 0 && marks > 0};
+  });
 }
 """
 
@@ -313,9 +327,14 @@ def find_panels(page, scope_selector: str):
 
 
 def _label(control) -> str:
-    lab = control.query_selector(".widget-label, label")
-    text = (lab.inner_text() if lab else "") or control.inner_text()
-    return " ".join(text.split())[:40]
+    """What the user reads next to a control (its description)."""
+    text = control.evaluate("""e => {
+        for (const sel of ['.widget-label-basic', '.widget-label']) {
+            const l = e.querySelector(sel);
+            if (l && l.offsetParent !== null && l.textContent.replace(/\u200b/g, '').trim()) return l.textContent;
+        }
+        return e.textContent; }""")
+    return " ".join(text.replace("\u200b", "").split())[:40]
 
 
 def move_control(page, control) -> tuple[str, str]:
@@ -355,6 +374,28 @@ def move_control(page, control) -> tuple[str, str]:
     raise RuntimeError(f"unknown control class {cls!r}")
 
 
+def panel_controls(panel) -> list:
+    """The visible, enabled controls of a panel, in page order."""
+    return [c for c in panel.query_selector_all(CONTROL_SELECTOR)
+            if c.is_visible() and c.evaluate("e => !e.querySelector('input:disabled, select:disabled, [disabled]')")]
+
+
+def move_and_wait(page, panel, control, timeout: float = 20.0) -> ControlMove:
+    """Move ``control`` and wait (bounded) until a figure of ``panel`` changes; ``changed`` says if it did."""
+    before = figure_states(page, panel)
+    try:
+        control.scroll_into_view_if_needed(timeout=5000)
+        kind, label = move_control(page, control)
+    except Exception as exc:  # a control that can't be moved is reported, not fatal
+        return ControlMove("?", _label(control), False, f"could not move: {exc}")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        page.wait_for_timeout(200)
+        if figure_states(page, panel) != before:
+            return ControlMove(kind, label, True, f"redrawn after {time.monotonic() - t0:.1f} s")
+    return ControlMove(kind, label, False, f"no change in {timeout:.0f} s")
+
+
 def exercise_panel(page, panel, index: int, *, max_moves: int = 3, timeout: float = 20.0,
                    prefer: str | None = None) -> PanelReport:
     """Move up to ``max_moves`` controls of one panel; after each, wait (bounded) for its figure to change.
@@ -362,8 +403,7 @@ def exercise_panel(page, panel, index: int, *, max_moves: int = 3, timeout: floa
     Sliders come first, then checkboxes, dropdowns and toggle buttons; stops at the first control that
     changes the figure. ``prefer`` (a substring of a control's label) puts matching controls first.
     """
-    controls = [c for c in panel.query_selector_all(CONTROL_SELECTOR)
-                if c.is_visible() and c.evaluate("e => !e.querySelector('input:disabled, select:disabled, [disabled]')")]
+    controls = panel_controls(panel)
     order = {"widget-slider": 0, "widget-checkbox": 1, "widget-dropdown": 2, "widget-toggle-buttons": 3}
 
     def rank(c):
@@ -374,22 +414,9 @@ def exercise_panel(page, panel, index: int, *, max_moves: int = 3, timeout: floa
     controls.sort(key=rank)
     report = PanelReport(index, len(controls), len(panel.query_selector_all(".js-plotly-plot")))
     for control in controls[:max_moves]:
-        before = figure_states(page, panel)
-        try:
-            control.scroll_into_view_if_needed(timeout=5000)
-            kind, label = move_control(page, control)
-        except Exception as exc:  # a control that can't be moved is reported, not fatal
-            report.moves.append(ControlMove("?", _label(control), False, f"could not move: {exc}"))
-            continue
-        deadline = time.monotonic() + timeout
-        changed = False
-        while time.monotonic() < deadline:
-            page.wait_for_timeout(250)
-            if figure_states(page, panel) != before:
-                changed = True
-                break
-        report.moves.append(ControlMove(kind, label, changed, "" if changed else f"no change in {timeout:.0f} s"))
-        if changed:
+        move = move_and_wait(page, panel, control, timeout)
+        report.moves.append(move)
+        if move.changed:
             break
     return report
 
@@ -397,17 +424,30 @@ def exercise_panel(page, panel, index: int, *, max_moves: int = 3, timeout: floa
 def inspect_figures(page, report: PageReport, root=None) -> None:
     figs = page.evaluate(_JS_FIGURES, root)
     report.figures = len(figs)
-    report.blank_figures = [f["title"] or "(untitled)" for f in figs if not f["drawn"]]
+    report.undrawn_outputs = [f["title"] + " (its data is not a list of traces)" for f in figs if not f["valid"]]
+    report.blank_figures = [f["title"] for f in figs if f["valid"] and not f["drawn"]]
+
+
+_ANSI = re.compile(r"(\x1b|\\u001b)\[[0-9;]*m")
+_ERROR_LINE = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Warning)): ([^\"\\\n]{1,200})")
 
 
 def _collect_ws_errors(frames: list) -> list[str]:
-    """Kernel messages that carry a traceback or an error (e.g. a widget callback that raised)."""
-    found = []
+    """Errors in kernel messages seen by the page: tracebacks sent outside any cell, e.g. by a widget
+    callback that raised (they land in the kernel's iopub stream, not in a cell's outputs)."""
+    found: list[str] = []
     for payload in frames:
         text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
-        if '"msg_type": "error"' in text or '"msg_type":"error"' in text or "Traceback (most recent call last)" in text:
-            i = text.find("Error")
-            found.append(text[max(0, i - 80): i + 160].replace("\\n", " ") if i >= 0 else text[:200])
+        if "Traceback" not in text and '"ename"' not in text:
+            continue
+        text = _ANSI.sub("", text)
+        named = re.search(r'"ename":\s*"([^"]+)",\s*"evalue":\s*"([^"]{0,200})"', text)
+        hit = f"{named.group(1)}: {named.group(2)}" if named else None
+        if hit is None:
+            lines = _ERROR_LINE.findall(text)
+            hit = f"{lines[-1][0]}: {lines[-1][1]}" if lines else text[:200]
+        if hit not in found:
+            found.append(hit)
     return found
 
 
@@ -445,6 +485,19 @@ _JS_CELL_ERRORS = """() => {
   return out;
 }"""
 
+_JS_CELL_WARNINGS = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const out = [];
+  w.content.widgets.forEach((c, i) => {
+    if (c.model.type !== 'code') return;
+    c.model.outputs.toJSON().forEach(o => {
+      const t = o.output_type === 'stream' && o.name === 'stderr' ? [].concat(o.text).join('') : '';
+      if (/Warning|warn/.test(t) && !/%\|/.test(t)) out.push(`cell ${i + 1}: ${t.trim().replace(/\s+/g, ' ').slice(0, 300)}`);
+    });
+  });
+  return out;
+}"""
+
 _JS_WIDGET_ERRORS = """() => Array.from(document.querySelectorAll(
     '.jupyter-widgets-error-widget, .jp-RenderedText[data-mime-type="application/vnd.jupyter.widget-view+json"]'))
   .map(e => e.textContent.trim().slice(0, 200))
@@ -452,55 +505,58 @@ _JS_WIDGET_ERRORS = """() => Array.from(document.querySelectorAll(
      e => /Error displaying widget|Loading widget\\.\\.\\./.test(e.textContent)).map(e => e.textContent.trim().slice(0, 200)))
 """
 
-_JS_UNDRAWN_PLOTLY = """() => Array.from(document.querySelectorAll(
-    '.jp-OutputArea-output[data-mime-type="application/vnd.plotly.v1+json"]'))
-  .map((e, i) => ({i, ok: !!e.querySelector('.js-plotly-plot'), text: e.textContent.trim().slice(0, 120)}))
-  .filter(r => !r.ok).map(r => `plotly output ${r.i + 1}` + (r.text ? `: ${r.text}` : ''))
-"""
+def run_in_lab(context, server: Server, notebook_name: str, *, run_timeout: float = 300.0,
+               artifacts: Path | None = None, exercise: bool = True) -> PageReport:
+    """Open a notebook in JupyterLab, run all cells, check outputs, figures and widgets, move every panel.
 
-
-def run_in_lab(context, server: Server, notebook_name: str, *, run_timeout: float = 240.0,
-               screenshot: Path | None = None, exercise: bool = True) -> PageReport:
-    """Open a notebook in JupyterLab, run all cells, check outputs, figures and widgets, move every panel."""
+    With ``artifacts``, saves ``lab-<name>.png`` (the top of the page after the run) and one
+    ``lab-<name>-out<k>.png`` per output that holds a figure or a widget, for a person to look at.
+    """
     t0 = time.monotonic()
     report = PageReport(notebook_name)
     page = context.new_page()
     frames: list = []
     page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
     try:
-        page.goto(f"{server.url}/lab/tree/{notebook_name}", timeout=60_000)
+        # ?reset: a fresh workspace, so only this notebook is open (Run All acts on the tracker's notebook)
+        page.goto(f"{server.url}/lab/tree/{notebook_name}?reset", timeout=60_000)
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
         try:  # Run All before the kernel is ready hung once in three (platform notes)
             page.wait_for_function(_JS_KERNEL_IDLE, timeout=90_000, polling=250)
         except Exception as exc:
             raise UITimeout(f"{notebook_name}: kernel not idle after 90 s ({exc}); server log:\n{server.log_tail()}")
-        page.evaluate("() => window.jupyterapp.commands.execute('runmenu:run-all')")
+        report.timings["open"] = time.monotonic() - t0
+        _run_all(page, notebook_name)
         deadline = time.monotonic() + run_timeout
-        state = page.evaluate(_JS_RUN_STATE)
-        page.wait_for_timeout(1000)
-        while time.monotonic() < deadline:
+        while True:
             state = page.evaluate(_JS_RUN_STATE)
             if state["busy"] == 0 and state["status"] == "idle" and (state["ran"] == state["cells"] or state["errored"]):
                 break
+            if time.monotonic() > deadline:
+                raise UITimeout(f"{notebook_name}: still running after {run_timeout:.0f} s ({state})")
             page.wait_for_timeout(500)
-        else:
-            raise UITimeout(f"{notebook_name}: still running after {run_timeout:.0f} s ({state})")
+        report.timings["run"] = time.monotonic() - t0 - report.timings["open"]
         report.unexecuted = state["cells"] - state["ran"]
         page.wait_for_timeout(1500)  # let the last figures and widget views draw
         _check_page(page, report, frames)
+        if artifacts is not None:  # before the controls move: what a student sees after "Run All"
+            report.screenshots += _output_screenshots(page, ".jp-Cell-outputArea", artifacts, f"lab-{Path(notebook_name).stem}")
+        t1 = time.monotonic()
         if exercise:
             for i, panel in enumerate(find_panels(page, ".jp-Cell-outputArea"), 1):
                 report.panels.append(exercise_panel(page, panel, i))
+        report.timings["panels"] = time.monotonic() - t1
         report.errors = page.evaluate(_JS_CELL_ERRORS)
+        report.warnings = page.evaluate(_JS_CELL_WARNINGS)
         report.kernel_errors = [e for e in _collect_ws_errors(frames) if not any(e[:60] in r for r in report.errors)]
-        if screenshot is not None:
-            screenshot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(screenshot), full_page=False)
-            _full_notebook_screenshot(page, screenshot)
-            report.screenshot = str(screenshot)
+        if artifacts is not None:
+            path = artifacts / f"lab-{Path(notebook_name).stem}.png"
+            page.screenshot(path=str(path))
+            report.screenshot = str(path)
     finally:
         try:
             page.evaluate("() => window.jupyterapp && window.jupyterapp.commands.execute('kernelmenu:shutdown')")
+            page.wait_for_timeout(500)
         except Exception:
             pass
         page.close()
@@ -508,29 +564,73 @@ def run_in_lab(context, server: Server, notebook_name: str, *, run_timeout: floa
     return report
 
 
+def _run_all(page, notebook_name: str, attempts: int = 2) -> None:
+    """``runmenu:run-all`` on the open notebook; check that a cell started, else try once more."""
+    for _ in range(attempts):
+        page.evaluate("""async () => {
+            const app = window.jupyterapp, w = app.shell.currentWidget;
+            app.shell.activateById(w.id);
+            await app.commands.execute('runmenu:run-all');
+        }""")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            state = page.evaluate(_JS_RUN_STATE)
+            if state["busy"] or state["ran"]:
+                return
+            page.wait_for_timeout(250)
+    raise UITimeout(f"{notebook_name}: Run All started no cell within 20 s, {attempts} attempts ({state})")
+
+
 def _check_page(page, report: PageReport, frames) -> None:
     inspect_figures(page, report)
-    report.undrawn_outputs = page.evaluate(_JS_UNDRAWN_PLOTLY)
     report.widget_errors = page.evaluate(_JS_WIDGET_ERRORS)
 
 
-def _full_notebook_screenshot(page, path: Path) -> None:
-    """Screenshot of the whole notebook: JupyterLab scrolls inside a panel, so grow the page to fit it first."""
-    height = page.evaluate("""() => {
-        const nb = window.jupyterapp.shell.currentWidget.content.node;
-        return Math.ceil(nb.scrollHeight + 200);
-    }""")
-    height = max(VIEWPORT["height"], min(int(height), 30_000))
-    page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
-    page.wait_for_timeout(1500)  # plotly redraws on resize
+def page_screenshot(page, path: Path, max_height: int = 8000) -> str:
+    """The whole page from the top: Voila and Lab scroll inside an element, so grow the viewport to fit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate("""() => Math.max(document.body.scrollHeight,
+        ...Array.from(document.querySelectorAll('*')).filter(e => e.scrollHeight > e.clientHeight + 5
+              && /(auto|scroll)/.test(getComputedStyle(e).overflowY)).map(e => e.scrollHeight))""")
+    page.evaluate("""() => { window.scrollTo(0, 0); document.querySelectorAll('*').forEach(e => {
+        if (e.scrollTop) e.scrollTop = 0; }); }""")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], min(int(height) + 40, max_height))})
+    page.wait_for_timeout(1500)  # plotly relayouts on resize
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(VIEWPORT)
+    return str(path)
+
+
+def _output_screenshots(page, selector: str, folder: Path, stem: str) -> list[str]:
+    """One PNG per output element that holds a plotly figure or a widget (element screenshots scroll to it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    k = 0
+    for el in page.query_selector_all(selector):
+        if not el.query_selector(".js-plotly-plot, .jupyter-widgets, .widget-box"):
+            continue
+        k += 1
+        path = folder / f"{stem}-out{k:02d}.png"
+        try:
+            el.scroll_into_view_if_needed(timeout=5000)
+            page.wait_for_timeout(300)
+            el.screenshot(path=str(path), timeout=20_000)
+            paths.append(str(path))
+        except Exception as exc:  # a screenshot is evidence, not a check: note and go on
+            print(f"screenshot {path.name} failed: {exc}", file=sys.stderr)
+    return paths
 
 
 # --------------------------------------------------------------------------------------------- Voila
-def run_in_voila(context, server: Server, *, load_timeout: float = 240.0, screenshot: Path | None = None,
-                 prefer: str | None = None, name: str = "voila") -> PageReport:
-    """Load the Voila page (it runs the notebook), check it like :func:`run_in_lab`, move every panel."""
+def run_in_voila(context, server: Server, *, load_timeout: float = 300.0, artifacts: Path | None = None,
+                 prefer: str | None = None, name: str = "voila", max_moves: int = 4,
+                 extra_moves: tuple[str, ...] = ()) -> PageReport:
+    """Load the Voila page (it runs the notebook), check it like :func:`run_in_lab`, move every panel.
+
+    ``extra_moves``: labels (substrings) of more controls to move in the first panel, each checked for a
+    redraw. With ``artifacts``: ``voila-<name>.png`` (the whole page after the controls moved) and
+    per-output PNGs (before).
+    """
     t0 = time.monotonic()
     report = PageReport(name)
     page = context.new_page()
@@ -538,26 +638,36 @@ def run_in_voila(context, server: Server, *, load_timeout: float = 240.0, screen
     page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
     try:
         page.goto(server.url, timeout=int(load_timeout * 1000), wait_until="domcontentloaded")
-        # Voila 0.5 renders progressively; the spinner/"Executing" text disappears once every cell ran
+        # Voila 0.5 streams cells as they run and says so in the page; wait until it is done
         page.wait_for_function("""() => {
-            const loading = document.querySelector('#loading, .voila-spinner');
-            const body = document.body.innerText;
-            return document.querySelector('.jp-OutputArea, .jp-Cell') !== null
-                   && (!loading || loading.offsetParent === null) && !/Executing|Reading notebook/.test(body);
+            const body = document.body ? document.body.innerText : '';
+            return document.querySelector('.jp-OutputArea-output') !== null
+                   && !/Executing|Reading notebook|Loading/i.test(body.slice(0, 2000))
+                   && document.querySelectorAll('.js-plotly-plot').length > 0;
         }""", timeout=int(load_timeout * 1000), polling=500)
+        report.timings["run"] = time.monotonic() - t0
         page.wait_for_timeout(2000)
         _check_page(page, report, frames)
-        errors = page.evaluate("""() => Array.from(document.querySelectorAll(
-              '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"], .voila-error, .jp-OutputArea-output pre'))
+        stem = f"voila-{Path(name).stem}"
+        if artifacts is not None:
+            report.screenshots += _output_screenshots(page, ".jp-OutputArea-output", artifacts, stem)
+        report.errors = page.evaluate("""() => Array.from(document.querySelectorAll(
+              '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"], .jp-OutputArea-output pre'))
             .map(e => e.textContent).filter(t => /Traceback|Error:|Exception/.test(t)).map(t => t.trim().slice(0, 300))""")
-        report.errors = errors
-        for i, panel in enumerate(find_panels(page, ".jp-OutputArea-output"), 1):
-            report.panels.append(exercise_panel(page, panel, i, prefer=prefer, max_moves=4))
+        t1 = time.monotonic()
+        panels = find_panels(page, ".jp-OutputArea-output")
+        for i, panel in enumerate(panels, 1):
+            report.panels.append(exercise_panel(page, panel, i, prefer=prefer, max_moves=max_moves))
+        for label in extra_moves if panels else ():
+            control = next((c for c in panel_controls(panels[0]) if label in _label(c)), None)
+            if control is None:
+                report.panels[0].moves.append(ControlMove("?", label, False, "no such control"))
+            else:
+                report.panels[0].moves.append(move_and_wait(page, panels[0], control, timeout=60))
+        report.timings["panels"] = time.monotonic() - t1
         report.kernel_errors = _collect_ws_errors(frames)
-        if screenshot is not None:
-            screenshot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(screenshot), full_page=True)
-            report.screenshot = str(screenshot)
+        if artifacts is not None:
+            report.screenshot = page_screenshot(page, artifacts / f"{stem}.png")
     finally:
         page.close()
     report.seconds = time.monotonic() - t0
@@ -592,7 +702,7 @@ def main(argv=None) -> int:
                     for nb in copies:
                         server = start_voila(nb, tmp)
                         try:
-                            r = run_in_voila(context, server, screenshot=out / f"voila-{nb.stem}.png", name=nb.name)
+                            r = run_in_voila(context, server, artifacts=out, name=nb.name)
                         finally:
                             server.stop()
                         bad += _print(r)
@@ -600,7 +710,7 @@ def main(argv=None) -> int:
                     server = start_lab(tmp / "notebooks", tmp)
                     try:
                         for nb in copies:
-                            bad += _print(run_in_lab(context, server, nb.name, screenshot=out / f"lab-{nb.stem}.png"))
+                            bad += _print(run_in_lab(context, server, nb.name, artifacts=out))
                     finally:
                         server.stop()
             finally:
@@ -611,9 +721,12 @@ def main(argv=None) -> int:
 def _print(r: PageReport) -> int:
     print(f"{r.name}: {r.figures} figures, {len(r.panels)} panels "
           f"({', '.join(f'{m.kind} {m.label!r} changed={m.changed}' for p in r.panels for m in p.moves)}), "
-          f"{r.seconds:.0f} s, screenshot {r.screenshot}")
+          f"{r.seconds:.0f} s {({k: round(v) for k, v in r.timings.items()})}, screenshot {r.screenshot}, "
+          f"{len(r.screenshots)} output screenshots")
     for p in r.problems():
         print("   PROBLEM:", p)
+    for w in r.warnings:
+        print("   warning shown:", w)
     return bool(r.problems())
 
 

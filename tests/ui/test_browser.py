@@ -1,0 +1,67 @@
+"""Every notebook in a real browser: run all cells in JupyterLab, then look at what a student would see.
+
+For each notebook: no cell shows an error, every plotly figure drew its traces, every widget rendered,
+and in every panel (controls + figure) moving a control changes the figure. The playground is also served
+by Voila, with more of its controls moved and a screenshot kept in test-artifacts/ui/. A deliberately
+broken notebook (tests/ui/fixtures/broken.ipynb) proves the checker sees what nbmake cannot.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+import harness
+from harness import ROOT, course_notebooks
+
+pytestmark = [pytest.mark.ui, pytest.mark.slow]
+
+
+@pytest.mark.timeout(300)
+def test_checker_reports_every_fault_of_the_broken_notebook(browser, lab, artifacts):
+    report = harness.run_in_lab(browser, lab, "broken.ipynb", artifacts=artifacts / "fixture")
+    problems = report.problems()
+    # nbmake passes this notebook (no cell errors) ...
+    assert report.errors == [] and report.unexecuted == 0, problems
+    # ... yet the checker reports the raising callback twice over: the traceback the kernel sent, and a
+    # panel whose figure does not follow its slider,
+    assert report.kernel_errors == ["RuntimeError: deliberate failure in a widget callback"], problems
+    assert [p.responds for p in report.panels] == [True, False], problems
+    assert any("panel 2: moving its controls did not change its figure" in p and "'broken'" in p for p in problems)
+    # the figure that cannot be drawn, and the blank one
+    assert len(report.undrawn_outputs) == 1, problems
+    assert report.blank_figures == ["blank figure"], problems
+    # and nothing about the healthy panel
+    assert report.figures == 4 and not any("healthy" in p for p in problems), problems
+    assert len(problems) == 4, problems
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("notebook", [p.name for p in course_notebooks()])
+def test_notebook_in_jupyterlab(browser, lab, artifacts, notebook):
+    report = harness.run_in_lab(browser, lab, notebook, artifacts=artifacts)
+    for shown in report.warnings:  # visible to students, worth fixing, but not an error
+        warnings.warn(f"{notebook} shows a warning: {shown}", stacklevel=1)
+    assert report.problems() == [], f"{notebook}: {report.problems()} (screenshots in {artifacts})"
+    assert report.figures > 0, f"{notebook} shows no figure"
+    assert report.panels, f"{notebook} has no widget panel (controls + figure)"
+    assert all(p.responds for p in report.panels)
+
+
+@pytest.mark.timeout(600)
+def test_playground_in_voila(browser, ui_tmp, artifacts):
+    (copy,) = harness.copy_notebooks([ROOT / "notebooks" / "playground.ipynb"], ui_tmp / "voila")
+    server = harness.start_voila(copy, ui_tmp / "voila")
+    try:
+        report = harness.run_in_voila(browser, server, name="playground.ipynb", artifacts=artifacts,
+                                      prefer="x1 noise", extra_moves=("x2 missing", "curve", "low_rank"))
+    finally:
+        server.stop()
+    assert report.problems() == [], report.problems()
+    assert len(report.panels) == 1 and report.figures == 1
+    moves = {m.label: m for m in report.panels[0].moves}
+    # an evaluation control, a missing-rate control, the curve choice, and a method that must be trained
+    for label in ("x1 noise", "x2 missing", "curve", "low_rank"):
+        assert any(label in k and m.changed for k, m in moves.items()), moves
+    assert report.screenshot and (artifacts / "voila-playground.png").stat().st_size > 10_000
