@@ -12,7 +12,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 PORT   ?= 8888
 
-.PHONY: course test install install-test system-deps benchmarks clean
+.PHONY: course test install install-test system-deps benchmarks binder-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,11 @@ test: install-test system-deps
 	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=600 -p no:cacheprovider
 
 benchmarks: install
-	$(BIN)/python benchmarks/notebooks.py
+	$(BIN)/python benchmarks/course.py
+
+# a fresh venv from binder/ alone, every notebook on one CPU, against Binder's 2 GB
+binder-check:
+	$(PYTHON) benchmarks/binder_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
