@@ -52,7 +52,8 @@ def training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]] | Map
                     )
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
-    fig.update_layout(title=title, height=380, **LAYOUT)
+    fig.update_layout(title=dict(text=title, y=0.97, yanchor="top"), height=400,
+                      **{**LAYOUT, "margin": dict(l=60, r=20, t=90, b=50)})
     return fig
 
 
@@ -160,5 +161,7 @@ def accuracy_confusion_figure(accuracy: Mapping[str, float], counts, class_names
     fig.update_yaxes(range=[0, 1.15], title_text="accuracy", row=1, col=1)
     fig.update_yaxes(autorange="reversed", title_text="true", row=1, col=2)
     fig.update_xaxes(title_text="predicted", row=1, col=2)
-    fig.update_layout(title=title, height=430, **LAYOUT)
+    # room above the subplot titles for the panel's own title
+    fig.update_layout(title=dict(text=title, y=0.97, yanchor="top"), height=460,
+                      **{**LAYOUT, "margin": dict(l=60, r=20, t=100, b=60)})
     return fig
