@@ -137,5 +137,8 @@ def balance_panel_figure(alone: Mapping[str, Sequence[float]], joint: Mapping[st
     fig.add_trace(go.Bar(x=labels, y=values, marker_color=["#1f77b4", "#d62728"][: len(values)], showlegend=False,
                          text=[f"{v:.1%}" for v in values], textposition="outside"), row=1, col=len(names) + 1)
     fig.update_yaxes(range=[0.5, 1.05], row=1, col=len(names) + 1)
-    fig.update_layout(title=title, height=400, **LAYOUT)
+    # legend below the plots and room between the panel's title and the subplot titles
+    fig.update_layout(title=dict(text=title, y=0.97, yanchor="top"), height=460,
+                      legend=dict(orientation="h", y=-0.3),
+                      **{**LAYOUT, "margin": dict(l=60, r=20, t=100, b=110)})
     return fig
