@@ -136,6 +136,30 @@ def test_playground_result_shape_and_empty_selection(data, trained):
         playground_result({}, {}, {}, ("noise", 0), levels)
 
 
+def test_memo_changes_no_number_and_skips_work(data, trained):
+    """With a memo, moving the curve's own variable evaluates nothing; every number equals a fresh call."""
+    model, bank = trained
+    calls = []
+    hook = model.fusion.register_forward_hook(lambda mod, inp, out: calls.append(1))
+    levels, memo = robustness_levels(0.25), {}
+    try:
+        settings = [({"x1": 0.25, "x2": 0.0}, {"x1": 0.0, "x2": 0.5}), ({"x1": 0.75, "x2": 0.0}, {"x1": 0.0, "x2": 0.5}),
+                    ({"x1": 0.6, "x2": 0.0}, {"x1": 0.0, "x2": 0.5}), ({"x1": 0.6, "x2": 0.5}, {"x1": 0.0, "x2": 0.5})]
+        counts = []
+        for noise, missing in settings:
+            before = len(calls)
+            fast = playground_result({"concat": (model, bank)}, noise, missing, ("noise", 0), levels, memo=memo)
+            counts.append(len(calls) - before)
+            fresh = playground_result({"concat": (model, bank)}, noise, missing, ("noise", 0), levels)
+            assert fast["now"] == pytest.approx(fresh["now"]) and fast["clean"] == pytest.approx(fresh["clean"])
+            np.testing.assert_allclose(fast["curves"]["concat"], fresh["curves"]["concat"])
+    finally:
+        hook.remove()
+    # 1 clean + 5 curve points; then nothing (same curve, on the grid); 1 off-grid point;
+    # a new curve (5) and, still off the grid, its own point (1)
+    assert counts == [6, 0, 1, 6]
+
+
 # ------------------------------------------------------------------------------------------ training outcomes
 def test_tensor_fusion_learns_synergy_late_fusion_cannot():
     """The label is sign(u_a * u_b): a sum of per-modality predictions can't represent it (the notebook's
@@ -201,7 +225,7 @@ def test_panel_noise_control_moves_bars_marker_and_curve(panel):
 
 def test_panel_missing_curve_and_labels(panel):
     fig = panel.figure
-    model, bank = panel.trained(panel.state())["concat"]
+    model, _ = panel.trained(panel.state())["concat"]
     panel.controls["curve"].value = "missing:1"
     panel.controls["missing_1"].value = 1.0
     assert fig.layout.annotations[1].text == "robustness: accuracy vs missing rate of x2"

@@ -39,7 +39,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import Batch, add_noise, drop_modalities, load_av_digits, make_latent_views, modality_stats, to_batch
+from ..data import (
+    Batch,
+    add_noise,
+    drop_modalities,
+    load_av_digits,
+    make_latent_views,
+    modality_stats,
+    to_batch,
+)
 from ..fusion import FUSIONS
 from ..models import build_classifier
 from ..train import fit
@@ -62,6 +70,9 @@ TRAINING = {
 }
 #: fusion options that keep training quick in the playground (the defaults are the papers')
 FAST_OPTIONS = {"deq": dict(max_iter=12, tol=1e-2)}
+#: methods whose evaluation is much slower than the others (benchmarks/README.md), said in their tooltip
+SLOW_TO_EVALUATE = {"deq": "a fixed-point solve per evaluation, about 0.5 s per redraw",
+                    "cross_attention": "attention over modality tokens, about 0.1 s per redraw"}
 #: drop probability per modality when "train with modality dropout" is on
 DROPOUT_RATE = 0.3
 DEFAULT_METHODS = ("late", "concat", "tensor")
@@ -278,24 +289,45 @@ def robustness_curve(model, bank: FeatureBank, kind: str, modality: str, levels:
 
 
 def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], missing: Mapping[str, float],
-                      curve: tuple[str, int], levels: Sequence[float], *, seed: int = 0) -> dict:
+                      curve: tuple[str, int], levels: Sequence[float], *, seed: int = 0,
+                      memo: dict | None = None) -> dict:
     """Everything the figure shows for one setting.
 
     ``trained``: ``{method: (model, bank)}`` for the selected methods; ``curve``: ``(kind, modality index)``.
     Returns ``clean``/``now`` (accuracy per method), ``curves`` (per method, over ``levels``),
     ``current_level`` (the curve's x for the current setting) and ``curve_label``.
+
+    ``memo`` (a dict the caller keeps) saves work across calls without changing any number: the clean
+    accuracy of a model never changes, a curve depends only on the settings other than its own variable,
+    and the current accuracy is the curve's point when the current level is on the grid. So moving the
+    curve's own slider costs no evaluation at all, and any other evaluation control one curve per method.
     """
     if not trained:
         raise ValueError("No fusion method selected: tick at least one method.")
+    memo = {} if memo is None else memo
     kind, index = curve
     names = next(iter(trained.values()))[1].data.modalities
     modality = names[index]
+    noise, missing = _levels(noise, names, "noise"), _levels(missing, names, "missing rate")
+    current = (noise if kind == "noise" else missing)[modality]
+    on_grid = [j for j, level in enumerate(levels) if abs(float(level) - current) < 1e-9]
+    # the settings a curve depends on: everything but its own variable
+    others = (tuple((m, v) for m, v in noise.items() if not (kind == "noise" and m == modality)),
+              tuple((m, v) for m, v in missing.items() if not (kind == "missing" and m == modality)))
     clean, now, curves = {}, {}, {}
     for method, (model, bank) in trained.items():
-        clean[method] = corrupted_accuracy(model, bank, seed=seed)
-        now[method] = corrupted_accuracy(model, bank, noise, missing, seed=seed)
-        curves[method] = robustness_curve(model, bank, kind, modality, levels, noise, missing, seed=seed)
-    current = (noise if kind == "noise" else missing)[modality]
+        key = (id(bank), "clean")
+        if key not in memo:
+            memo[key] = corrupted_accuracy(model, bank, seed=seed)
+        clean[method] = memo[key]
+        key = (id(bank), kind, modality, tuple(float(v) for v in levels), others)
+        if key not in memo:
+            memo[key] = robustness_curve(model, bank, kind, modality, levels, noise, missing, seed=seed)
+        curves[method] = memo[key]
+        if on_grid:  # the marker is a point of the curve
+            now[method] = float(curves[method][on_grid[0]])
+        else:
+            now[method] = corrupted_accuracy(model, bank, noise, missing, seed=seed)
     label = f"noise on {modality}" if kind == "noise" else f"missing rate of {modality}"
     return dict(methods=list(trained), clean=clean, now=now, curves=curves, levels=list(levels),
                 current_level=float(current), curve_label=label)
@@ -305,7 +337,7 @@ def default_decomposition() -> Callable | None:
     """The information decomposition the panel shows by default: ``mmlearn.interactions.pid_decomposition``
     once that module exists (survey Sec. IX), else ``None`` (no third plot)."""
     try:
-        from .. import interactions  # noqa: PLC0415 (optional, not written yet)
+        from .. import interactions  # optional: not written yet
     except ImportError:
         return None
     return getattr(interactions, "pid_decomposition", None)
@@ -342,6 +374,7 @@ class PlaygroundPanel(Panel):
         self.models: dict[tuple, tuple] = {}     # (data key, method, dropout) -> (model, bank)
         self._data: dict[tuple, PlaygroundData] = {}
         self._decomp: dict[tuple, dict] = {}
+        self._memo: dict = {}                    # clean accuracies and curves (see playground_result)
         self.trainings = 0                       # models trained so far (tests check the cache)
         self.progress = W.IntProgress(value=0, min=0, max=1, description="training", bar_style="success",
                                       layout=W.Layout(width="320px"))
@@ -360,7 +393,10 @@ class PlaygroundPanel(Panel):
             "synergy": W.FloatSlider(value=synergy, description="synergy", **slider),
         }
         for m in self.all_methods:
-            controls[f"use_{m}"] = W.Checkbox(value=m in methods, description=m, indent=False,
+            doc = " ".join((FUSIONS[m].__doc__ or m).strip().split("\n\n")[0].split()).rstrip(":")  # 1st paragraph
+            if m in SLOW_TO_EVALUATE:
+                doc += " (slower to evaluate: " + SLOW_TO_EVALUATE[m] + ")"
+            controls[f"use_{m}"] = W.Checkbox(value=m in methods, description=m, indent=False, tooltip=doc,
                                               layout=W.Layout(width="130px"))
         controls["modality_dropout"] = W.Checkbox(value=modality_dropout, indent=False,
                                                   description=f"train with modality dropout ({DROPOUT_RATE:.0%})",
@@ -493,7 +529,8 @@ class PlaygroundPanel(Panel):
         noise = {m: float(state[f"noise_{i}"]) for i, m in enumerate(names)}
         missing = {m: float(state[f"missing_{i}"]) for i, m in enumerate(names)}
         kind, index = state["curve"].split(":")
-        result = playground_result(trained, noise, missing, (kind, int(index)), self.levels, seed=self.seed)
+        result = playground_result(trained, noise, missing, (kind, int(index)), self.levels, seed=self.seed,
+                                   memo=self._memo)
         result["chance"] = data.chance
         if data.name == SYNTHETIC:
             desc = (f"synthetic views: redundancy {state['redundancy']:.2f}, uniqueness {state['uniqueness']:.2f}, "

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import harness  # noqa: E402
+import harness
 
 # the broken notebook is a fixture for the checker, not a notebook for nbmake to run
 collect_ignore_glob = ["fixtures/*"]

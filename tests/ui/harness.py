@@ -56,7 +56,7 @@ def missing_requirements() -> str | None:
     if not Path(CHROMIUM).exists():
         return f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium, or `make system-deps` as root)"
     try:
-        import playwright.sync_api  # noqa: F401
+        import playwright.sync_api
     except ImportError:
         return "the Python package playwright is not installed (pip install -e '.[test]')"
     for tool in ("jupyter-lab", "voila"):
@@ -485,7 +485,7 @@ _JS_CELL_ERRORS = """() => {
   return out;
 }"""
 
-_JS_CELL_WARNINGS = """() => {
+_JS_CELL_WARNINGS = r"""() => {
   const w = window.jupyterapp.shell.currentWidget;
   const out = [];
   w.content.widgets.forEach((c, i) => {

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import warnings
 
-import pytest
-
 import harness
+import pytest
 from harness import ROOT, course_notebooks
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
