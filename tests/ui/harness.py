@@ -5,8 +5,11 @@ What worked and what hung on this kind of machine is in the project's platform n
 
 - Debian's ``/usr/bin/chromium`` driven by the Python ``playwright`` package (never ``playwright install``),
   with the flags in :data:`CHROMIUM_FLAGS` and a fresh user-data directory;
-- servers on 127.0.0.1, a free port, no token, ``--allow-root`` when root, polled on ``/api/status`` (Lab)
-  or ``/`` (Voila) before a page opens, and always stopped (their whole process group);
+- servers on 127.0.0.1, a free port, no token, ``--allow-root`` when root (JupyterLab; Voila has no such
+  flag), ready when ``/api/status`` answers (Lab) or the log says so (Voila, whose ``/`` would run the
+  notebook), and always stopped (SIGTERM then SIGKILL to their whole process group, kernels included);
+- the browser page watches the kernel websocket: a traceback sent outside any cell (a widget callback that
+  raised) is reported, since it appears in no cell output;
 - notebooks are copied to a temporary folder first (JupyterLab autosaves open notebooks);
 - JupyterLab's notebook windowing is off (``windowingMode: "none"``) so that off-screen cells render;
 - "Run All" (``runmenu:run-all``) only once the kernel reports idle.
