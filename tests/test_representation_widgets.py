@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -115,6 +117,7 @@ def test_panel_driven_by_controls(data, models):
     expected = infer_and_generate(models["PoE"], panel.data, ["audio"], "image", examples=panel.examples,
                                   projection=panel.projections["PoE"])
     np.testing.assert_allclose(np.array(fig.data[-1].z, dtype=float), image_strip(expected["generated"]), rtol=1e-5)
+    json.dumps(list(fig.data[-1].z), allow_nan=False)  # a FigureWidget sends strict JSON: gaps are None, not NaN
     np.testing.assert_allclose(np.asarray(fig.data[0].x), expected["xy"][expected["labels"] == panel.classes[0], 0],
                                rtol=1e-5)
     assert not np.allclose(np.array(fig.data[-1].z, dtype=float), full_gen, equal_nan=True)

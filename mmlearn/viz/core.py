@@ -28,6 +28,17 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def json_safe_z(z) -> list:
+    """A 2-D array as nested lists with ``None`` where it is NaN.
+
+    Plotly draws ``None`` as a gap, as it does NaN; but a ``FigureWidget`` sends
+    its data to the browser as strict JSON, where NaN is not allowed (the kernel
+    then warns "Out of range float values are not JSON compliant").
+    """
+    a = np.asarray(_numpy(z), dtype=float)
+    return np.where(np.isnan(a), None, a).tolist()
+
+
 def training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]] | Mapping[str, Sequence[float]],
                     title: str = "Training curves") -> go.Figure:
     """Loss (left) and accuracy (right) per epoch, train solid and evaluation dashed.

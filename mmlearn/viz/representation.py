@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .core import LAYOUT, PALETTE, _numpy
+from .core import LAYOUT, PALETTE, _numpy, json_safe_z
 
 
 def image_strip(images, gap: int = 1) -> np.ndarray:
@@ -43,7 +43,7 @@ def image_strips_figure(strips: Mapping[str, object], title: str = "", *, zmin: 
     zmax = float(np.nanmax(first)) if zmax is None else zmax
     fig = make_subplots(rows=len(names), cols=1, subplot_titles=names, vertical_spacing=0.35 / len(names))
     for i, name in enumerate(names):
-        fig.add_trace(go.Heatmap(z=image_strip(strips[name]), colorscale=colorscale, zmin=zmin, zmax=zmax,
+        fig.add_trace(go.Heatmap(z=json_safe_z(image_strip(strips[name])), colorscale=colorscale, zmin=zmin, zmax=zmax,
                                  showscale=False, hoverinfo="skip"), row=i + 1, col=1)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed" if origin == "upper" else True)

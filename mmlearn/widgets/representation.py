@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..data import Batch, as_batch
+from ..viz.core import json_safe_z
 from ..viz.representation import image_strip, latent_generation_figure
 from .base import Panel
 
@@ -182,8 +183,8 @@ class RepresentationPanel(Panel):
             self.figure.data[i].x = result["xy"][sel, 0]
             self.figure.data[i].y = result["xy"][sel, 1]
         k = len(self.classes)
-        self.figure.data[k].z = image_strip(result["true"])
-        self.figure.data[k + 1].z = image_strip(result["generated"])
+        self.figure.data[k].z = json_safe_z(image_strip(result["true"]))
+        self.figure.data[k + 1].z = json_safe_z(image_strip(result["generated"]))
         self.figure.layout.annotations[2].text = self._generated_title(result)
         self.figure.layout.title.text = self._title(result["model"], result)
         (x0, x1), (y0, y1) = self.ranges[result["model"]]
