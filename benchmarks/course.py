@@ -10,8 +10,9 @@ Prints, on this machine:
 2. per widget panel, the median latency of a control change. Each notebook is executed again in a kernel
    (nbclient); then, in that kernel, every :class:`mmlearn.widgets.Panel` the notebook built is found
    and each of its controls is moved to new values (``control.value = v``, which runs the observers
-   synchronously, as a browser's change does minus the network). The panel's result cache is cleared
-   before each change, so every change recomputes. Controls a panel lists in ``training_controls``
+   synchronously, as a browser's change does minus the network). The panel's result cache (and the
+   playground's memo of curves) is cleared before each change, so every change recomputes. One more row:
+   the playground with every fusion method ticked (its worst case), built directly. Controls a panel lists in ``training_controls``
    (the playground's dataset and method choices, which train a model once) are reported apart:
    they are not expected to answer at once. Target for evaluation controls: median under 200 ms;
 3. the import time of ``mmlearn`` and of each subpackage (median of 5 fresh interpreters).
@@ -87,6 +88,8 @@ def __mmlearn_probe(moves_per_control=4):
             original, times = control.value, []
             for v in values:
                 panel._cache.clear()
+                if isinstance(getattr(panel, "_memo", None), dict):
+                    panel._memo.clear()  # the playground's memo of curves: measure the full recompute
                 t = time.perf_counter()
                 control.value = v
                 times.append(1000 * (time.perf_counter() - t))
@@ -121,6 +124,32 @@ def measure_panels(path: Path, env: dict, timeout: int = 900) -> list[dict]:
     if line is None:
         raise RuntimeError(f"{path.name}: the panel probe printed nothing: {text[-500:]}")
     return json.loads(line[len("__PANELS__"):])
+
+
+PLAYGROUND_ALL = r'''
+import json, statistics, time
+from mmlearn.fusion import FUSIONS
+from mmlearn.widgets import PlaygroundPanel
+panel = PlaygroundPanel(methods=tuple(FUSIONS))
+times = []
+for name, values in [("noise_0", (0.3, 0.7, 1.0, 0.0)), ("noise_1", (0.3, 0.7, 1.0, 0.0)),
+                     ("missing_0", (0.3, 0.7, 1.0, 0.0)), ("missing_1", (0.3, 0.7, 1.0, 0.0)),
+                     ("curve", ("noise:1", "missing:0", "missing:1", "noise:0"))]:
+    for v in values:
+        panel._cache.clear(); panel._memo.clear()
+        t = time.perf_counter(); panel.controls[name].value = v; times.append(1000 * (time.perf_counter() - t))
+print(json.dumps({"ms": times, "methods": len(FUSIONS)}))
+'''
+
+
+def playground_all_methods(env: dict) -> dict:
+    """The playground with every registered method ticked (the worst case), built directly in a fresh process."""
+    out = subprocess.run([sys.executable, "-c", PLAYGROUND_ALL], capture_output=True, text=True, check=True,
+                         env={**os.environ, **env}, cwd=ROOT)
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"notebook": "(direct)", "panel": f"PlaygroundPanel, all {data['methods']} methods ticked",
+            "changes": len(data["ms"]), "median_ms": statistics.median(data["ms"]), "max_ms": max(data["ms"]),
+            "slowest": "", "training_s": {}}
 
 
 def import_times(repeats: int = 5) -> dict[str, float]:
@@ -201,6 +230,13 @@ def main() -> int:
                 rows.append({"notebook": path.name, "panel": f"FAILED: {type(exc).__name__}: {str(exc)[:200]}",
                              "changes": 0, "median_ms": float("nan"), "max_ms": float("nan"), "slowest": "",
                              "training_s": {}})
+        if any(p.name == "playground.ipynb" for p in paths):
+            try:
+                rows.append(playground_all_methods(env))
+            except Exception as exc:  # report and go on
+                status = 1
+                rows.append({"notebook": "(direct)", "panel": f"FAILED: {exc}"[:200], "changes": 0,
+                             "median_ms": float("nan"), "max_ms": float("nan"), "slowest": "", "training_s": {}})
         results["panels"] = rows
         print(f"{'notebook':24s} {'panel':34s} {'changes':>7s} {'median ms':>9s} {'max ms':>8s}  slowest control")
         for r in rows:
