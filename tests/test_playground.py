@@ -196,7 +196,7 @@ def test_figure_has_fixed_traces_for_every_method():
     assert list(fig.data[curve_trace_index("tensor", methods)].y) == [0.9, 0.7, 0.5]
     assert list(fig.data[marker_trace_index("late", methods)].x) == [0.5]
     assert [a.text for a in fig.layout.annotations] == ["accuracy: clean (grey), now (colour)",
-                                                      "robustness: accuracy vs noise level"]
+                                                      "robustness: accuracy vs noise level", "chance"]
     assert all(s.y0 == 0.5 for s in fig.layout.shapes) and len(fig.layout.shapes) == 2
     with pytest.raises(ValueError, match=r"\['fancy'\]"):
         playground_figure(methods, ["fancy"], {}, {}, levels, {}, 0.0)
@@ -276,7 +276,7 @@ def test_decomposition_hook_adds_a_third_plot():
     bars = p.figure.data[-1]
     assert list(bars.x) == ["redundancy", "unique x1", "unique x2", "synergy"]
     assert list(bars.y) == [0.4, 0.1, 0.0, 0.3] and calls == [300]
-    assert p.figure.layout.annotations[2].text == "information in the data (bits)"
+    assert p.figure.layout.annotations[2].text == "information in the data"
     p.controls["noise_1"].value = 0.5  # evaluation only: no new decomposition
     assert calls == [300]
 
@@ -288,5 +288,6 @@ def test_panel_switches_to_av_digits():
     assert p.controls["synergy"].disabled and p.controls["noise_1"].description == "audio noise"
     assert [label for label, _ in p.controls["curve"].options][:2] == ["noise on image", "noise on audio"]
     assert p.figure.layout.shapes[0].y0 == pytest.approx(p.data(p.state()).chance)
+    assert p.figure.layout.annotations[-1].y == pytest.approx(p.data(p.state()).chance)
     assert 0.1 < p.figure.data[0].y[0] <= 1.0  # 10 classes: better than chance after one epoch
     assert p.figure.layout.title.text.startswith("AV-Digits")

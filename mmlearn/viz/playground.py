@@ -64,16 +64,18 @@ def playground_figure(
     cols = 3 if with_decomposition else 2
     titles = ["accuracy: clean (grey), now (colour)", f"robustness: accuracy vs {curve_label}"]
     if with_decomposition:
-        titles.append("information in the data (bits)")
-    widths = [0.32, 0.43, 0.25] if with_decomposition else [0.4, 0.6]
+        titles.append("information in the data")
+    widths = [0.34, 0.42, 0.24] if with_decomposition else [0.4, 0.6]
     fig = make_subplots(rows=1, cols=cols, subplot_titles=titles, column_widths=widths, horizontal_spacing=0.09)
     # traces 0, 1: grouped bars, clean and now
     fig.add_trace(go.Bar(x=selected, y=[clean[m] for m in selected], name="clean test data",
                          marker_color="#b0b0b0", text=[f"{clean[m]:.0%}" for m in selected], textposition="outside",
+                         textfont_size=11,
                          showlegend=False, hovertemplate="%{x}, clean: %{y:.1%}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Bar(x=selected, y=[now[m] for m in selected], name=now_label,
                          marker_color=[method_color(m, all_methods) for m in selected],
                          text=[f"{now[m]:.0%}" for m in selected], textposition="outside", showlegend=False,
+                         textfont_size=11,
                          hovertemplate="%{x}, now: %{y:.1%}<extra></extra>"), row=1, col=1)
     levels = [float(v) for v in levels]
     for m in all_methods:  # curves
@@ -101,9 +103,11 @@ def playground_figure(
     fig.update_xaxes(title_text="fusion method", row=1, col=1)
     fig.update_xaxes(title_text=curve_label, range=[min(levels) - 0.02, max(levels) + 0.02], row=1, col=2)
     if chance is not None:
-        for col in (1, 2):
-            fig.add_hline(y=chance, line_dash="dot", line_color="grey", row=1, col=col)
-    fig.update_layout(title=title, barmode="group", height=460, width=1000 if with_decomposition else 940, bargap=0.25,
+        # the chance line on both plots, labelled on the curve plot (the panel moves both with the data)
+        fig.add_hline(y=chance, line_dash="dot", line_color="grey", row=1, col=1)
+        fig.add_hline(y=chance, line_dash="dot", line_color="grey", row=1, col=2, annotation_text="chance",
+                      annotation_position="bottom right", annotation_font_color="grey")
+    fig.update_layout(title=title, barmode="group", height=460, width=960, bargap=0.25,
                       legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
                       **{**LAYOUT, "margin": dict(l=60, r=20, t=80, b=110)})
     return fig

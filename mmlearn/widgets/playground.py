@@ -567,8 +567,11 @@ class PlaygroundPanel(Panel):
                 marker.y = [result["now"][m]]
         fig.layout.annotations[1].text = f"robustness: accuracy vs {result['curve_label']}"
         fig.layout.xaxis2.title.text = result["curve_label"]
-        for shape in fig.layout.shapes:  # the chance lines
+        for shape in fig.layout.shapes:  # the chance lines and their label
             shape.y0 = shape.y1 = result["chance"]
+        for note in fig.layout.annotations:
+            if note.text == "chance":
+                note.y = result["chance"]
         fig.layout.title.text = result["title"]
         if self._with_decomposition and "decomposition" in result:
             parts = result["decomposition"]
