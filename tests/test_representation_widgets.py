@@ -50,7 +50,7 @@ def test_latent_generation_figure_layout():
     # one scatter trace per class (even empty ones), then the two heatmaps
     assert [t.type for t in fig.data] == ["scatter"] * 3 + ["heatmap"] * 2
     assert list(fig.data[1].x) == [1, 2] and fig.data[1].name == "one" and len(fig.data[2].x) == 0
-    assert fig.data[4].z.shape == (8, 17)
+    assert np.array(fig.data[4].z, dtype=float).shape == (8, 17)
     assert [a.text for a in fig.layout.annotations] == ["inferred latent (first two principal axes)", "real images", "gen"]
     assert fig.layout.xaxis.title.text == "latent PC 1" and fig.layout.yaxis.title.text == "latent PC 2"
     with pytest.raises(ValueError, match="label_names has 2 names but the classes go up to 2"):

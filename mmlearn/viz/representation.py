@@ -82,7 +82,7 @@ def latent_generation_figure(
     classes = list(classes) if classes is not None else sorted(np.unique(labels).tolist())
     if label_names is not None and len(label_names) <= max(int(c) for c in classes):
         raise ValueError(f"label_names has {len(label_names)} names but the classes go up to {max(classes)}")
-    fig = make_subplots(rows=3, cols=1, row_heights=[0.64, 0.18, 0.18], vertical_spacing=0.08,
+    fig = make_subplots(rows=3, cols=1, row_heights=[0.64, 0.18, 0.18], vertical_spacing=0.1,
                         subplot_titles=(scatter_title, true_title, generated_title))
     for i, c in enumerate(classes):
         sel = labels == c
@@ -90,7 +90,7 @@ def latent_generation_figure(
         fig.add_trace(go.Scatter(x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=name, legendgroup=name,
                                  marker=dict(size=6, color=PALETTE[i % len(PALETTE)], opacity=0.75)), row=1, col=1)
     for row, images in ((2, true_images), (3, generated_images)):
-        fig.add_trace(go.Heatmap(z=image_strip(images), colorscale="gray_r", zmin=zmin, zmax=zmax, showscale=False,
+        fig.add_trace(go.Heatmap(z=json_safe_z(image_strip(images)), colorscale="gray_r", zmin=zmin, zmax=zmax, showscale=False,
                                  hoverinfo="skip"), row=row, col=1)
     fig.update_xaxes(title_text="latent PC 1", row=1, col=1)
     fig.update_yaxes(title_text="latent PC 2", row=1, col=1)
@@ -99,8 +99,10 @@ def latent_generation_figure(
         fig.update_yaxes(range=list(xy_range[1]), row=1, col=1)
     for row in (2, 3):
         fig.update_xaxes(visible=False, row=row, col=1)
-        fig.update_yaxes(visible=False, autorange="reversed", row=row, col=1)
-    fig.update_layout(title=title, height=640, legend=dict(title="digit"), **LAYOUT)
+        # square pixels: a strip of digits is wide and short, not stretched to the row's height
+        fig.update_yaxes(visible=False, autorange="reversed", scaleanchor=f"x{row}", constrain="domain",
+                         row=row, col=1)
+    fig.update_layout(title=title, height=700, legend=dict(title="digit"), **LAYOUT)
     return fig
 
 
