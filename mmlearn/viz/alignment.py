@@ -153,7 +153,7 @@ def alignment_panel_figure(recall: Mapping[str, float], plane: Mapping[str, tupl
     ``sim`` (n, n) test similarities (rows images, columns clips) with ``labels`` (n,).
     Trace order (updated in place by the panel): 0 bars, 1 all settings, 2 current setting, 3 heatmap.
     """
-    fig = make_subplots(rows=1, cols=3, column_widths=[0.28, 0.36, 0.36], horizontal_spacing=0.09,
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.28, 0.36, 0.36], horizontal_spacing=0.12,
                         subplot_titles=("recall@1 on the test set", "alignment vs uniformity",
                                         "similarity: images x clips"))
     names = list(recall)
@@ -178,13 +178,16 @@ def alignment_panel_figure(recall: Mapping[str, float], plane: Mapping[str, tupl
     fig.update_yaxes(range=[0, 1.15], title_text="recall@1", row=1, col=1)
     pad_x = 0.1 * max(float(np.ptp(xy[:, 0])), 0.05)
     pad_y = 0.1 * max(float(np.ptp(xy[:, 1])), 0.05)
-    fig.update_xaxes(title_text="alignment (lower: pairs closer)", row=1, col=2,
+    fig.update_xaxes(title_text="alignment (lower: closer pairs)", row=1, col=2,
                      range=[xy[:, 0].min() - pad_x, xy[:, 0].max() + pad_x])
-    fig.update_yaxes(title_text="uniformity (lower: more spread)", row=1, col=2,
+    fig.update_yaxes(title_text="uniformity (lower: spread)", row=1, col=2,
                      range=[xy[:, 1].min() - pad_y, xy[:, 1].max() + pad_y])
     fig.update_xaxes(title_text="clip (digit)", tickvals=list(range(0, len(lab), step)), ticktext=lab[::step],
                      row=1, col=3)
     fig.update_yaxes(title_text="image (digit)", tickvals=list(range(0, len(lab), step)), ticktext=lab[::step],
                      autorange="reversed", row=1, col=3)
-    fig.update_layout(title=title, height=460, **{**LAYOUT, "margin": dict(l=60, r=20, t=90, b=60)})
+    fig.update_xaxes(tickangle=-30, row=1, col=1)
+    # three plots side by side need the width (a FigureWidget is 700 px wide by default)
+    fig.update_layout(title=title, height=500, width=1000,
+                      **{**LAYOUT, "margin": dict(l=60, r=20, t=90, b=120)})
     return fig

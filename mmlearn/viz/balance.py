@@ -44,8 +44,10 @@ def probe_curves_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], mod
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="probe accuracy", range=list(y_range), row=1, col=1)
     fig.update_yaxes(range=list(y_range))
-    # room for the legend: about 26 px per run
-    fig.update_layout(title=title, height=max(380, 140 + 26 * len(curves)), legend=dict(title="training"), **LAYOUT)
+    # the legend goes below the plots, where every run fits (at the right it was clipped)
+    fig.update_layout(title=title, height=440 + 12 * len(curves),
+                      legend=dict(title="training", orientation="h", y=-0.25, yanchor="top"),
+                      **{**LAYOUT, "margin": dict(l=60, r=20, t=80, b=140)})
     return fig
 
 
