@@ -187,7 +187,8 @@ def alignment_panel_figure(recall: Mapping[str, float], plane: Mapping[str, tupl
     fig.update_yaxes(title_text="image (digit)", tickvals=list(range(0, len(lab), step)), ticktext=lab[::step],
                      autorange="reversed", row=1, col=3)
     fig.update_xaxes(tickangle=-30, row=1, col=1)
-    # three plots side by side need the width (a FigureWidget is 700 px wide by default)
-    fig.update_layout(title=title, height=500, width=1000,
+    # three plots side by side need the width (a FigureWidget is 700 px wide by default;
+    # 940 px fits a JupyterLab output area on a 1024 px wide window)
+    fig.update_layout(title=title, height=500, width=940,
                       **{**LAYOUT, "margin": dict(l=60, r=20, t=90, b=120)})
     return fig
