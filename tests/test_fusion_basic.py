@@ -19,6 +19,10 @@ def test_registry_has_the_basic_fusions():
         assert isinstance(make_fusion(name, DIMS, 4), cls)
     with pytest.raises(ValueError, match="unknown fusion 'nope'"):
         make_fusion("nope", DIMS, 4)
+    for name in ("early", "late", "concat"):
+        with pytest.raises(ValueError, match="in_dims"):
+            make_fusion(name, {}, 4)
+    # trained parameters and boundary errors of every registered fusion: tests/test_fusion.py
 
 
 def test_early_fusion_is_eq4():
@@ -78,33 +82,3 @@ def test_missing_modality_is_zero_filled_before_fusion():
     zeroed = {"image": x["image"], "audio": x["audio"].clone()}
     zeroed["audio"][1] = 0
     torch.testing.assert_close(f(x, present), f(zeroed))
-
-
-@pytest.mark.parametrize("name", ["early", "late", "concat"])
-def test_every_parameter_is_registered_and_trained(name):
-    torch.manual_seed(0)
-    f = make_fusion(name, DIMS, 4)
-    before = {k: v.detach().clone() for k, v in f.named_parameters()}
-    assert before, "no registered parameters"
-    opt = torch.optim.SGD(f.parameters(), lr=0.1)
-    x = _features(32)
-    (f(x) - 1).pow(2).mean().backward()
-    opt.step()
-    for k, v in f.named_parameters():
-        assert not torch.equal(v, before[k]), f"{name}: parameter {k} did not change"
-
-
-@pytest.mark.parametrize("name", ["early", "late", "concat"])
-def test_bad_inputs_raise_clear_errors(name):
-    f = make_fusion(name, DIMS, 4)
-    x = _features()
-    with pytest.raises(ValueError, match=r"'audio'.*\(6, 4\).*\(B, 3\)"):
-        f({"image": x["image"], "audio": torch.zeros(6, 4)})
-    with pytest.raises(ValueError, match="unknown modality 'text'"):
-        f({**x, "text": torch.zeros(6, 2)})
-    with pytest.raises(ValueError, match="missing modality 'audio'"):
-        f({"image": x["image"]})
-    with pytest.raises(ValueError, match="batch size"):
-        f({"image": x["image"], "audio": torch.zeros(5, 3)})
-    with pytest.raises(ValueError, match="in_dims"):
-        make_fusion(name, {}, 4)
