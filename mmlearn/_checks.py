@@ -95,6 +95,11 @@ def check_present(
             raise TypeError(f"present[{n!r}] must be a BoolTensor of shape ({batch},), got {type(m).__name__}")
         if tuple(m.shape) != (batch,):
             raise ValueError(f"present[{n!r}] has shape {tuple(m.shape)}; expected ({batch},)")
+        if m.dtype != torch.bool and m.numel() and not bool(((m == 0) | (m == 1)).all()):
+            raise ValueError(
+                f"present[{n!r}] must hold only True/False (or 0/1), got values such as "
+                f"{m[(m != 0) & (m != 1)][:3].tolist()}"
+            )
         out[n] = m.to(dtype=torch.bool, device=device if device is not None else m.device)
     return out
 
@@ -119,3 +124,134 @@ def per_modality(value, names: Iterable[str], what: str) -> dict:
                 raise ValueError(f"{what}: unknown modality {k!r}; expected one of {sorted(names)}")
         return {n: value.get(n, 0.0) for n in names}
     return {n: value for n in names}
+
+
+# --------------------------------------------------------------------------------------
+# Shared rules for dtypes, non-finite values, absent rows, numeric options and losses.
+# Every module uses these, so that one rule holds everywhere (docs/ARCHITECTURE.md).
+# --------------------------------------------------------------------------------------
+
+
+def check_float_input(x: Tensor, name: str, dtype: torch.dtype = torch.float32, *, what: str = "inputs") -> Tensor:
+    """The dtype rule at a model's boundary.
+
+    Floating-point inputs of any precision are converted to ``dtype`` (the
+    model's parameter dtype, float32 by default); integer, bool and complex
+    tensors are rejected with a ``TypeError``: they are almost always labels or
+    masks passed by mistake, and a silent cast would hide that.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what}[{name!r}] must be a torch.Tensor, got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise TypeError(
+            f"{what}[{name!r}] has dtype {x.dtype}; expected a floating-point tensor "
+            f"(it is converted to {dtype}); call .float() if the values really are features"
+        )
+    return x if x.dtype == dtype else x.to(dtype)
+
+
+def row_mask(mask: Tensor, x: Tensor) -> Tensor:
+    """Reshape a ``(B,)`` mask to broadcast over ``x`` of shape ``(B, ...)``."""
+    return mask.reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def fill_absent(x: Tensor, present: Tensor, value: float | Tensor = 0.0) -> Tensor:
+    """``x`` with every absent row replaced by ``value``, whatever that row held.
+
+    Selection with ``torch.where``, never multiplication by the mask: ``NaN * 0``
+    is ``NaN``, so a multiplied mask lets an absent NaN row reach the output.
+    ``value`` may be a scalar or a tensor broadcastable to one row (e.g. a
+    learned missing-modality embedding).
+    """
+    if bool(present.all()):
+        return x
+    value = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    return torch.where(row_mask(present.to(torch.bool), x), x, value)
+
+
+def check_finite(
+    inputs: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None, *, what: str = "inputs"
+) -> None:
+    """Reject NaN/inf in *present* rows with a ``ValueError`` naming the modality.
+
+    Absent rows may hold anything (they are ignored, see :func:`fill_absent`).
+    """
+    for name, x in inputs.items():
+        if not torch.is_floating_point(x) and not torch.is_complex(x):
+            continue
+        bad = ~torch.isfinite(x).reshape(x.shape[0], -1).all(dim=1) if x.dim() > 1 else ~torch.isfinite(x)
+        if present is not None and name in present:
+            bad = bad & present[name].to(device=bad.device, dtype=torch.bool)
+        if bool(bad.any()):
+            rows = torch.nonzero(bad).flatten()[:5].tolist()
+            raise ValueError(
+                f"{what}[{name!r}] holds NaN or inf in {int(bad.sum())} present row(s) (first: {rows}); "
+                "clean the data, or mark those rows absent with present[name] = False"
+            )
+
+
+def check_number(
+    value,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> float | int:
+    """A numeric option: a finite real (or an int with ``integer``) inside the given bounds.
+
+    ``x < 0`` is False for NaN, so a plain comparison lets NaN through; this does not.
+    Returns the value as ``float`` (or ``int``).
+    """
+    if isinstance(value, bool) or (isinstance(value, Tensor) and value.numel() != 1):
+        raise TypeError(f"{name} must be a {'whole number' if integer else 'real number'}, got {value!r}")
+    if integer:
+        if isinstance(value, Tensor):
+            value = value.item()
+        if not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
+            raise TypeError(f"{name} must be a whole number, got {value!r}")
+        out: float | int = int(value)
+    else:
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a real number, got {value!r}") from None
+        if out != out or out in (float("inf"), float("-inf")):
+            raise ValueError(f"{name} must be finite, got {out}")
+    if low is not None and (out < low or (low_open and out == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {out}")
+    if high is not None and (out > high or (high_open and out == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {out}")
+    return out
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss (the run diverged)."""
+
+
+def check_finite_loss(loss: Tensor, *, epoch: int, step: int, where: str = "fit", on_nonfinite: str = "raise") -> bool:
+    """Stop a training loop on a non-finite loss.
+
+    Returns ``True`` when the loss is finite. Otherwise raises
+    :class:`NonFiniteLossError` naming the loop, the epoch and the step
+    (``on_nonfinite="raise"``, the default), or warns and returns ``False``
+    (``on_nonfinite="warn"``), in which case the caller skips the update so the
+    parameters stay finite.
+    """
+    if on_nonfinite not in ("raise", "warn"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'warn', got {on_nonfinite!r}")
+    value = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
+    if value == value and value not in (float("inf"), float("-inf")):
+        return True
+    msg = (
+        f"{where}: the loss became {value} at epoch {epoch}, step {step}; training diverged "
+        "(lower the learning rate, check the inputs for NaN/inf, or pass on_nonfinite='warn' to skip such steps)"
+    )
+    if on_nonfinite == "raise":
+        raise NonFiniteLossError(msg)
+    import warnings
+
+    warnings.warn(msg + "; this step's update was skipped", RuntimeWarning, stacklevel=3)
+    return False
