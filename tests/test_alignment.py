@@ -304,6 +304,40 @@ def test_retrieval_rejects_bad_shapes_and_labels():
         retrieval_ranks(torch.randn(3, 4))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_metrics_reject_non_finite_embeddings(bad):
+    # all-NaN embeddings used to score R@1 = 1.0 (NaN > x is False, so nothing outranks the partner)
+    g = torch.Generator().manual_seed(12)
+    z = torch.randn(6, 3, generator=g)
+    broken = z.clone()
+    broken[2, 1] = bad
+    nan_all = torch.full((6, 3), float("nan"))
+    labels = torch.arange(6) % 2
+    calls = {
+        "retrieval_metrics": lambda a, b: retrieval_metrics(a, b),
+        "retrieval_metrics labels": lambda a, b: retrieval_metrics(a, b, labels),
+        "recall_at_k": lambda a, b: recall_at_k(a, b, k=1),
+        "median_rank": lambda a, b: median_rank(a, b),
+        "alignment": lambda a, b: alignment(a, b),
+        "uniformity": lambda a, b: uniformity(a),
+        "class_prototypes": lambda a, b: class_prototypes(a, labels, 2),
+        "zero_shot_classify": lambda a, b: zero_shot_classify(a, F.normalize(z[:2], dim=1)),
+        "zero_shot_accuracy": lambda a, b: zero_shot_accuracy(a, labels, F.normalize(z[:2], dim=1)),
+        "retrieval_ranks": lambda a, b: retrieval_ranks(a @ b.T),
+    }
+    for name, call in calls.items():
+        call(z, z)  # finite: fine
+        for a in (broken, nan_all):
+            with pytest.raises(ValueError, match="NaN or inf"):
+                call(a, z)
+        if name not in ("uniformity", "class_prototypes", "zero_shot_classify", "zero_shot_accuracy",
+                        "retrieval_ranks"):
+            with pytest.raises(ValueError, match=r"NaN or inf in 1 row\(s\) \(first: \[2\]\)"):
+                call(z, broken)
+    with pytest.raises(ValueError, match="prototypes holds NaN"):
+        zero_shot_classify(z, broken[:3])
+
+
 def test_alignment_and_uniformity_equal_their_formulas():
     g = torch.Generator().manual_seed(7)
     a, b = torch.randn(12, 3, generator=g), torch.randn(12, 3, generator=g)

@@ -20,8 +20,24 @@ from torch import Tensor
 from .loss import _check_pair
 
 
+def _check_finite_embeddings(*named: tuple[str, Tensor]) -> None:
+    """Reject NaN/inf embeddings: every comparison with NaN is False, so a diverged
+    model would otherwise score a perfect recall (nothing ranks above the partner)."""
+    for name, z in named:
+        if not isinstance(z, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
+        if torch.is_floating_point(z) and not bool(torch.isfinite(z).all()):
+            bad = ~torch.isfinite(z).reshape(z.shape[0], -1).all(dim=1) if z.dim() > 1 else ~torch.isfinite(z)
+            rows = torch.nonzero(bad).flatten()[:5].tolist()
+            raise ValueError(
+                f"{name} holds NaN or inf in {int(bad.sum())} row(s) (first: {rows}); metrics of non-finite "
+                "embeddings are meaningless (did training diverge? check the loss history and the inputs)"
+            )
+
+
 def cosine_similarity_matrix(z_a: Tensor, z_b: Tensor) -> Tensor:
-    """``S[i, j] = cos(z_a_i, z_b_j)``: (N, d) x (M, d) -> (N, M)."""
+    """``S[i, j] = cos(z_a_i, z_b_j)``: (N, d) x (M, d) -> (N, M). Rejects NaN/inf embeddings."""
+    _check_finite_embeddings(("z_a", z_a), ("z_b", z_b))
     if z_a.dim() != 2 or z_b.dim() != 2 or z_a.shape[1] != z_b.shape[1]:
         raise ValueError(
             f"embeddings have shapes {tuple(z_a.shape)} and {tuple(z_b.shape)}; expected (N, d) and (M, d)"
@@ -48,6 +64,7 @@ def retrieval_ranks(sim: Tensor, labels: Tensor | None = None) -> Tensor:
     """
     if sim.dim() != 2 or sim.shape[0] != sim.shape[1]:
         raise ValueError(f"similarity matrix has shape {tuple(sim.shape)}; expected (N, N) for N pairs")
+    _check_finite_embeddings(("similarity matrix", sim))
     n = sim.shape[0]
     labels = _check_labels(labels, n)
     if labels is None:
@@ -69,6 +86,7 @@ def retrieval_metrics(z_a: Tensor, z_b: Tensor, labels=None, ks=(1, 5, 10),
     ``labels`` (N,) for class-level hits (see the module docstring).
     """
     _check_pair(z_a, z_b)
+    _check_finite_embeddings(("z_a", z_a), ("z_b", z_b))
     labels = _check_labels(labels, len(z_a))
     sim = cosine_similarity_matrix(z_a, z_b)  # (N, N)
     out: dict[str, float] = {}
@@ -83,6 +101,7 @@ def retrieval_metrics(z_a: Tensor, z_b: Tensor, labels=None, ks=(1, 5, 10),
 def recall_at_k(z_query: Tensor, z_items: Tensor, k: int = 1, labels=None) -> float:
     """Share of queries (row i of ``z_query``) whose correct item is among the k most similar ``z_items``."""
     _check_pair(z_query, z_items, ("z_query", "z_items"))
+    _check_finite_embeddings(("z_query", z_query), ("z_items", z_items))
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     ranks = retrieval_ranks(cosine_similarity_matrix(z_query, z_items), _check_labels(labels, len(z_query)))
@@ -92,6 +111,7 @@ def recall_at_k(z_query: Tensor, z_items: Tensor, k: int = 1, labels=None) -> fl
 def median_rank(z_query: Tensor, z_items: Tensor, labels=None) -> float:
     """Median over queries of the rank of the correct item (1 = retrieved first; lower median for even N)."""
     _check_pair(z_query, z_items, ("z_query", "z_items"))
+    _check_finite_embeddings(("z_query", z_query), ("z_items", z_items))
     ranks = retrieval_ranks(cosine_similarity_matrix(z_query, z_items), _check_labels(labels, len(z_query)))
     return float(ranks.float().median())
 
@@ -104,6 +124,7 @@ def class_prototypes(z: Tensor, labels, n_classes: int | None = None) -> Tensor:
     """
     if z.dim() != 2:
         raise ValueError(f"embeddings have shape {tuple(z.shape)}; expected (N, d)")
+    _check_finite_embeddings(("z", z))
     labels = _check_labels(labels, len(z)).long()
     n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
     counts = torch.bincount(labels, minlength=n_classes)
@@ -117,6 +138,7 @@ def class_prototypes(z: Tensor, labels, n_classes: int | None = None) -> Tensor:
 
 def zero_shot_classify(z: Tensor, prototypes: Tensor) -> Tensor:
     """Class of the most similar prototype (cosine): (N, d), (C, d) -> (N,) class ids."""
+    _check_finite_embeddings(("z", z), ("prototypes", prototypes))
     return cosine_similarity_matrix(z, prototypes).argmax(dim=1)
 
 
@@ -133,6 +155,7 @@ def alignment(z_a: Tensor, z_b: Tensor, alpha: float = 2.0, normalize: bool = Tr
     embeddings by default (the hypersphere of the paper), so it lies in [0, 2^alpha].
     """
     _check_pair(z_a, z_b)
+    _check_finite_embeddings(("z_a", z_a), ("z_b", z_b))
     a, b = z_a.detach().float(), z_b.detach().float()
     if normalize:
         a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
@@ -150,6 +173,7 @@ def uniformity(z: Tensor, t: float = 2.0, normalize: bool = True) -> float:
     """
     if z.dim() != 2 or z.shape[0] < 2:
         raise ValueError(f"embeddings have shape {tuple(z.shape)}; expected (N, d) with N >= 2")
+    _check_finite_embeddings(("z", z))
     x = z.detach().float()
     if normalize:
         x = F.normalize(x, dim=-1)
