@@ -229,15 +229,70 @@ def test_ogm_errors():
 def test_agm_running_average_coefficients_by_hand():
     agm = AGM(balance_model(seed=0), alpha=2.0)
     k1 = agm.coefficients({"x1": 0.5, "x2": 1.0})
-    assert k1 == {"x1": 1.0, "x2": 1.0}  # t = 1: the running mean is this step's score
+    # t = 1: the running means of the previous steps are 0, so rbar = 1; r_1 = e^{0.5}, r_2 = e^{-0.5}
+    assert k1["x1"] == pytest.approx(math.exp(2.0 * (1.0 - math.exp(0.5))))
+    assert k1["x2"] == pytest.approx(math.exp(2.0 * (1.0 - math.exp(-0.5))))
+    assert k1["x1"] < 1 < k1["x2"]  # x1 has the lower loss: slowed; x2 boosted
+    assert agm.score_mean.tolist() == pytest.approx([0.5, 1.0])  # updated after the coefficients
     k2 = agm.coefficients({"x1": 0.2, "x2": 1.0})
-    # sbar = (0.35, 1.0); r_1 = e^{0.8}, rbar_1 = e^{0.65}; r_2 = e^{-0.8}, rbar_2 = e^{-0.65}
-    assert k2["x1"] == pytest.approx(math.exp(2.0 * (math.exp(0.65) - math.exp(0.8))))
-    assert k2["x2"] == pytest.approx(math.exp(2.0 * (math.exp(-0.65) - math.exp(-0.8))))
-    assert k2["x1"] < 1 < k2["x2"]  # x1 pulled ahead of its average: slowed; x2 boosted
-    # the exponent is capped at 10
-    agm.coefficients({"x1": 50.0, "x2": 0.0})
-    assert agm.coefficients({"x1": 50.0, "x2": 0.0})["x1"] <= math.exp(2.0 * 10) + 1e-6
+    # sbar of step 1 = (0.5, 1.0); r_1 = e^{0.8}, rbar_1 = e^{0.5}; r_2 = e^{-0.8}, rbar_2 = e^{-0.5}
+    assert k2["x1"] == pytest.approx(math.exp(2.0 * (math.exp(0.5) - math.exp(0.8))))
+    assert k2["x2"] == pytest.approx(math.exp(2.0 * (math.exp(-0.5) - math.exp(-0.8))))
+    assert agm.score_mean.tolist() == pytest.approx([0.35, 1.0])
+    # the exponent is capped at 10 (max_exponent): x1 was far ahead on average (rbar_1 = e^50), now far behind
+    capped = AGM(balance_model(seed=0), alpha=2.0)
+    capped.coefficients({"x1": 0.0, "x2": 50.0})
+    k = capped.coefficients({"x1": 50.0, "x2": 0.0})
+    assert k["x1"] == pytest.approx(math.exp(2.0 * 10)) and k["x2"] == pytest.approx(0.0, abs=1e-12)
+    # a non-finite score gives kappa = 1 and leaves the running means alone
+    before = agm.score_mean.clone()
+    assert agm.coefficients({"x1": float("nan"), "x2": 1.0}) == {"x1": 1.0, "x2": 1.0}
+    assert torch.equal(agm.score_mean, before)
+
+
+def _official_agm_coefficients(score_a, score_v, alpha):
+    """Transcription of the loop body of ``run/CREMAD_main.py`` (lihong2303/AGM_ICCV2023, ``train``),
+    with ``train_score_a = train_score_v = 0`` before the first iteration."""
+    train_score_a = train_score_v = 0.0
+    out = []
+    for i, (sa, sv) in enumerate(zip(score_a, score_v)):
+        iteration = i + 1
+        ratio_a = math.exp(sv - sa)
+        ratio_v = math.exp(sa - sv)
+        optimal_ratio_a = math.exp(train_score_v - train_score_a)
+        optimal_ratio_v = math.exp(train_score_a - train_score_v)
+        coeff_a = math.exp(alpha * (min(optimal_ratio_a - ratio_a, 10)))
+        coeff_v = math.exp(alpha * (min(optimal_ratio_v - ratio_v, 10)))
+        train_score_a = train_score_a * (iteration - 1) / iteration + sa / iteration
+        train_score_v = train_score_v * (iteration - 1) / iteration + sv / iteration
+        out.append((coeff_a, coeff_v))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_agm_coefficients_follow_the_official_update_order(seed):
+    gen = np.random.default_rng(seed)
+    sa, sv = gen.uniform(0.05, 2.5, 8), gen.uniform(0.05, 2.5, 8)
+    alpha = float(gen.uniform(0.5, 2.5))
+    want = _official_agm_coefficients(sa, sv, alpha)
+    agm = AGM(balance_model(seed=0), alpha=alpha)
+    got = [agm.coefficients({"x1": a, "x2": v}) for a, v in zip(sa, sv)]
+    for (ka, kv), k in zip(want, got):
+        assert k["x1"] == pytest.approx(ka, rel=1e-9) and k["x2"] == pytest.approx(kv, rel=1e-9)
+    # the comparison can fail: the update-first order gives kappa = 1 at step 1
+    assert abs(want[0][0] - 1.0) > 1e-3
+
+
+def test_agm_update_hook_uses_this_batch_scores_and_previous_means():
+    b = _batch(16, seed=4)
+    agm = AGM(balance_model(seed=0), alpha=1.5).train()
+    out = agm.forward_all(b.inputs)
+    agm.update(agm, out, b, 0)
+    r = shapley_responses(agm.model, b.inputs)
+    s = {m: float(F.cross_entropy(r[m].detach(), b.y)) for m in r}  # no probability below 1e-8 here
+    (ka, kv), = _official_agm_coefficients([s["x1"]], [s["x2"]], 1.5)
+    assert agm.current == pytest.approx((ka, kv), rel=1e-5)
+    assert agm.history["scores"][0] == pytest.approx(s, rel=1e-5)
 
 
 def test_agm_gradient_equals_hooked_responses_by_brute_force():
@@ -270,6 +325,15 @@ def test_agm_registers_the_wrapped_parameters_and_checks_inputs():
         AGM(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="alpha"):
         AGM(model, -0.5)
+
+
+@pytest.mark.parametrize("bad,err", [(float("nan"), ValueError), (float("inf"), ValueError), (-1.0, ValueError),
+                                     (True, TypeError), (None, TypeError)])
+def test_agm_rejects_bad_numeric_options(bad, err):
+    with pytest.raises(err, match="alpha"):
+        AGM(balance_model(seed=0), bad)
+    with pytest.raises(err, match="max_exponent"):
+        AGM(balance_model(seed=0), 1.0, max_exponent=bad)
 
 
 # ---------------------------------------------------------------- MMPareto

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_number
 from ..models import MultimodalOutput
 from .responses import removed_logits, shapley_responses
 
@@ -61,10 +62,13 @@ class AGM(nn.Module):
     1. responses (:func:`~mmlearn.balance.responses.shapley_responses`), (B, C) each:
        ``m_a = 1/2[f(a,b) - f(0,b) + f(a,0)]``, ``m_b = 1/2[f(a,b) - f(a,0) + f(0,b)]``,
        the removed-modality passes run in eval mode;
-    2. scores ``s_u = mean_i -log softmax(m_u)_{y_i}`` (probabilities clipped at 1e-8),
-       running means ``sbar_u <- sbar_u (t-1)/t + s_u / t``;
+    2. scores ``s_u = mean_i -log softmax(m_u)_{y_i}`` (probabilities clipped at 1e-8);
     3. ratios ``r_a = exp(s_b - s_a)``, ``rbar_a = exp(sbar_b - sbar_a)`` (and symmetrically),
-       coefficients ``kappa_u = exp(alpha * min(rbar_u - r_u, 10))``;
+       where ``sbar_u`` is the running mean of the scores of the *previous* steps (0 before
+       the first), coefficients ``kappa_u = exp(alpha * min(rbar_u - r_u, 10))``; only then
+       the running means take this step's score, ``sbar_u <- sbar_u (t-1)/t + s_u / t``
+       (the official code's order, ``run/CREMAD_main.py``; at step 1 ``rbar = 1``, so
+       ``kappa`` is not 1 unless the two scores are equal);
     4. the gradient reaching ``m_u`` is multiplied by ``kappa_u`` (loss ``CE(f(a,b), y)``).
 
     Steps 2-3 run in :meth:`update` (``before_backward`` in ``fit``), step 4 in
@@ -82,12 +86,10 @@ class AGM(nn.Module):
             raise ValueError(
                 f"AGM's Shapley responses are for exactly two modalities, the model has {list(model.encoders)}"
             )
-        if alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
         self.model = model
-        self.alpha = float(alpha)
-        self.clip_grad = clip_grad
-        self.max_exponent = max_exponent
+        self.alpha = check_number(alpha, "alpha", low=0.0)
+        self.clip_grad = bool(clip_grad)
+        self.max_exponent = check_number(max_exponent, "max_exponent", low=0.0)
         self.register_buffer("score_mean", torch.zeros(2, dtype=torch.float64))  # sbar_u
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # t
         self.current = (1.0, 1.0)  # kappa_a, kappa_b used by the next backward
@@ -128,24 +130,37 @@ class AGM(nn.Module):
 
     @torch.no_grad()
     def coefficients(self, scores: Mapping[str, float]) -> dict[str, float]:
-        """Update the running means with this step's scores and return ``kappa`` per modality."""
+        """Return ``kappa`` per modality for this step's scores, then update the running means.
+
+        Official order (``run/CREMAD_main.py`` of lihong2303/AGM_ICCV2023): the
+        ratios ``rbar`` use the running means of the *previous* steps (0 before
+        the first step), and only after the coefficients are set is this step's
+        score folded into the means.
+
+        A non-finite score (a diverged step, which the training loop stops or
+        skips through its non-finite loss check) gives ``kappa = 1`` and leaves
+        the running means untouched, so one bad step cannot poison later ones.
+        """
         a, b = self.modalities
         s_a, s_b = float(scores[a]), float(scores[b])
-        self.steps += 1
-        t = float(self.steps)
-        # sbar_u <- sbar_u (t-1)/t + s_u/t
-        s = torch.tensor([s_a, s_b], dtype=torch.float64, device=self.score_mean.device)
-        self.score_mean.mul_((t - 1) / t).add_(s / t)
-        sbar_a, sbar_b = self.score_mean.tolist()
+        if not (math.isfinite(s_a) and math.isfinite(s_b)):
+            return {a: 1.0, b: 1.0}
+        sbar_a, sbar_b = self.score_mean.tolist()  # previous steps only (0, 0 at t = 1)
         # r_a = exp(s_b - s_a), rbar_a = exp(sbar_b - sbar_a); symmetric for b
         r = {a: math.exp(s_b - s_a), b: math.exp(s_a - s_b)}
         rbar = {a: math.exp(sbar_b - sbar_a), b: math.exp(sbar_a - sbar_b)}
         # kappa_u = exp(alpha * min(rbar_u - r_u, 10))
-        return {m: math.exp(self.alpha * min(rbar[m] - r[m], self.max_exponent)) for m in (a, b)}
+        kappa = {m: math.exp(self.alpha * min(rbar[m] - r[m], self.max_exponent)) for m in (a, b)}
+        # only then: sbar_u <- sbar_u (t-1)/t + s_u/t
+        self.steps += 1
+        t = float(self.steps)
+        s = torch.tensor([s_a, s_b], dtype=torch.float64, device=self.score_mean.device)
+        self.score_mean.mul_((t - 1) / t).add_(s / t)
+        return kappa
 
     @torch.no_grad()
     def update(self, model, out, batch, step: int) -> None:
-        """``before_backward`` hook: scores of this batch -> running means -> coefficients."""
+        """``before_backward`` hook: scores of this batch -> coefficients -> running means."""
         if not out.unimodal:
             raise ValueError("AGM.update needs the responses from AGM.forward_all in training mode")
         y = batch.y
