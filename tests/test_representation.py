@@ -137,6 +137,62 @@ def test_mopoe_subsets():
     assert comps["mu"].shape == (4, 7, 2) and len(comps["names"]) == 7
 
 
+def _gaussian_product_np(mus, variances, with_prior):
+    """Closed form of a product of Gaussians, in float64 numpy: summed precisions and the
+    precision-weighted mean; the prior N(0, 1) adds precision 1 and nothing to the mean."""
+    precision = sum(1.0 / v for v in variances) + (1.0 if with_prior else 0.0)
+    mean = sum(m / v for m, v in zip(mus, variances)) / precision
+    return mean, 1.0 / precision
+
+
+@pytest.mark.parametrize("subset_prior", ["full", "none", "all"])
+def test_mopoe_subset_posteriors_match_the_gaussian_product(subset_prior):
+    names = ["a", "b", "c"]
+    shapes = {m: (3,) for m in names}
+    torch.manual_seed(4)
+    vae = MultimodalVAE(shapes, 2, "mope", subset_prior=subset_prior).double()
+    inputs = {m: x.double() for m, x in _rand_inputs(5, seed=21, shapes=shapes).items()}
+    present = {"a": torch.tensor([1, 1, 1, 0, 1], dtype=torch.bool), "b": torch.tensor([1, 1, 0, 1, 0], dtype=torch.bool),
+               "c": torch.tensor([1, 0, 1, 1, 0], dtype=torch.bool)}
+    with torch.no_grad():
+        c = vae.components(inputs, present)
+        experts = {m: vae.heads[m](vae.encoders[m](inputs[m])) for m in names}
+    mu = {m: e[:, :2].numpy() for m, e in experts.items()}
+    var = {m: np.exp(e[:, 2:].clamp(-8, 8).numpy()) for m, e in experts.items()}
+    subsets = [("a",), ("b",), ("c",), ("a", "b"), ("a", "c"), ("b", "c"), ("a", "b", "c")]
+    assert c["names"] == ["+".join(s) for s in subsets]
+    checked = 0
+    for i in range(5):
+        formable = [k for k, s in enumerate(subsets) if all(bool(present[m][i]) for m in s)]
+        # equal weights over the subsets the row can form, 0 elsewhere
+        want_w = np.zeros(7)
+        want_w[formable] = 1.0 / len(formable)
+        np.testing.assert_allclose(c["weight"][i].numpy(), want_w, rtol=1e-12)
+        for k in formable:
+            s = subsets[k]
+            with_prior = {"all": True, "none": False, "full": len(s) == 3}[subset_prior]
+            m_want, v_want = _gaussian_product_np([mu[m][i] for m in s], [var[m][i] for m in s], with_prior)
+            np.testing.assert_allclose(c["mu"][i, k].numpy(), m_want, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(c["logvar"][i, k].exp().numpy(), v_want, rtol=1e-9, atol=1e-12)
+            checked += 1
+    assert checked == 7 + 3 + 3 + 3 + 1
+    # without the prior expert a unimodal component is that modality's expert itself
+    if subset_prior != "all":
+        np.testing.assert_allclose(c["mu"][0, 0].numpy(), mu["a"][0], rtol=1e-12)
+    # the latent is the mixture mean: the weighted mean of the components
+    with torch.no_grad():
+        z = vae.latent(inputs, present)
+    torch.testing.assert_close(z, (c["weight"].unsqueeze(-1) * c["mu"]).sum(1))
+
+
+def test_mopoe_subset_prior_option():
+    assert MultimodalVAE(SMALL, 3, "mope").subset_prior == "full"  # the official code's rule
+    vae = MultimodalVAE({"a": (3,), "b": (3,), "c": (3,)}, 2, "mope")
+    assert [vae.subset_has_prior(s) for s in nonempty_subsets(["a", "b", "c"])] == [False] * 6 + [True]
+    with pytest.raises(ValueError, match="subset_prior"):
+        MultimodalVAE(SMALL, 3, "mope", subset_prior="some")
+
+
 # ---------------------------------------------------------------------------------------------
 # MMD
 # ---------------------------------------------------------------------------------------------
@@ -260,10 +316,14 @@ def test_vae_objective_equals_hand_written_elbo(posterior):
                 log_mix = torch.logsumexp(torch.stack([q[k].log_prob(z).sum(-1) for k in ("a", "b")]), 0) - math.log(2)
                 want = want + 0.5 * (_nll(vae, z, x, ("a", "b")) + 0.7 * (log_mix - prior.log_prob(z).sum(-1)))
         else:
-            # MoPoE: mean over {a}, {b}, {a, b} of [ -log p(a, b | z_S) + beta KL(q_S || p) ]
+            # MoPoE: mean over {a}, {b}, {a, b} of [ -log p(a, b | z_S) + beta KL(q_S || p) ];
+            # official code: the prior expert joins the full set {a, b} only
             want = 0.0
             for subset in (("a",), ("b",), ("a", "b")):
-                pm, plv = _poe_closed([mu[m] for m in subset], [lv[m] for m in subset])
+                if len(subset) == 2:
+                    pm, plv = _poe_closed([mu[m] for m in subset], [lv[m] for m in subset])
+                else:
+                    pm, plv = mu[subset[0]], lv[subset[0]]
                 z = pm + (0.5 * plv).exp() * torch.randn(5, 3)
                 kl = kl_divergence(Normal(pm, (0.5 * plv).exp()), prior).sum(-1)
                 want = want + (_nll(vae, z, x, ("a", "b")) + 0.7 * kl) / 3

@@ -70,12 +70,14 @@ def product_of_experts(
     if not prior and not bool(mask.any(dim=1).all()):
         rows = torch.nonzero(~mask.any(dim=1)).flatten()[:5].tolist()
         raise ValueError(f"product_of_experts: rows {rows} have no present expert and prior=False")
-    # T_i = 1 / sigma_i^2, zero for absent experts: (B, M, d)
-    precision = torch.exp(-logvar_t) * mask.unsqueeze(-1).to(mu_t.dtype)
+    # T_i = 1 / sigma_i^2, zero for absent experts (selected, so an absent NaN expert cannot leak): (B, M, d)
+    keep = mask.unsqueeze(-1)
+    precision = torch.where(keep, torch.exp(-logvar_t), torch.zeros((), dtype=mu_t.dtype, device=mu_t.device))
     # T = T_0 + sum_i T_i, with the prior expert T_0 = 1, mu_0 = 0: (B, d)
     total = precision.sum(dim=1) + (1.0 if prior else 0.0)
     # mu = sum_i T_i mu_i / T (the prior adds 0 to the numerator): (B, d)
-    mu_joint = (precision * mu_t).sum(dim=1) / total
+    weighted = torch.where(keep, precision * mu_t, torch.zeros((), dtype=mu_t.dtype, device=mu_t.device))
+    mu_joint = weighted.sum(dim=1) / total
     # sigma^2 = 1 / T  ->  log sigma^2 = -log T
     return mu_joint, -torch.log(total)
 

@@ -31,11 +31,13 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_number
 from ..data.batch import as_batch
 from .base import LatentModel, gaussian_kl, gaussian_log_density, reparameterize, squared_error
 from .experts import nonempty_subsets, product_of_experts
 
 POSTERIORS = ("poe", "moe", "mope")
+SUBSET_PRIORS = ("full", "none", "all")
 
 
 class MultimodalVAE(LatentModel):
@@ -58,9 +60,18 @@ class MultimodalVAE(LatentModel):
       ``mean_S [log p(x|z_S) - beta KL(q_S || p)]``, ``z_S ~ q_S``: the
       reconstruction term of the mixture plus the upper bound
       ``mean_S KL(q_S||p) >= KL(q||p)`` that the MoPoE code also uses.
-      (The MoPoE code partitions the batch among subsets instead and adds
-      the prior expert only to the full set; with ``prior_expert=True`` this
-      class adds it to every subset's product, as MVAE does.)
+      Which subset products include the prior expert ``N(0, I)`` is
+      ``subset_prior``: ``"full"`` (default) follows the official code
+      (thomassutter/MoPoE, ``utils/BaseMMVae.py``, ``poe_fusion``: the prior
+      expert joins only the subset of *all* the model's modalities, so a row
+      that lacks a modality has no subset with it); ``"none"`` is the paper's
+      equation (``PoE({q(z|x_j)}_{j in S})``, no prior expert); ``"all"`` adds
+      it to every subset, as MVAE's product does (this class's behaviour
+      before; it shrinks every unimodal component toward 0). Deviations from
+      the official code: it partitions the batch among the subsets to sample
+      the mixture, this class draws one sample per subset for every row; its
+      PoE adds ``1e-8`` to each variance; Gaussian rather than Laplace likelihood.
+      ``prior_expert`` applies to ``"poe"`` only.
 
     Rows that miss some modalities use only the experts they have: the joint
     posterior, the mixture components and the reconstruction targets are
@@ -85,6 +96,7 @@ class MultimodalVAE(LatentModel):
         beta: float = 1.0,
         likelihood_scale: Mapping[str, float] | None = None,
         prior_expert: bool = True,
+        subset_prior: str = "full",
         hidden: int = 128,
         stats: Mapping[str, tuple[float, float]] | None = None,
         encoders: Mapping[str, nn.Module] | None = None,
@@ -94,13 +106,21 @@ class MultimodalVAE(LatentModel):
         super().__init__(shapes, stats)
         if posterior not in POSTERIORS:
             raise ValueError(f"unknown posterior {posterior!r}; expected one of {POSTERIORS}")
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
-        self.latent_dim = int(latent_dim)
+        if subset_prior not in SUBSET_PRIORS:
+            raise ValueError(f"unknown subset_prior {subset_prior!r}; expected one of {SUBSET_PRIORS}")
+        if not isinstance(prior_expert, bool):
+            raise TypeError(f"prior_expert must be True or False, got {prior_expert!r}")
+        self.latent_dim = check_number(latent_dim, "latent_dim", low=1, integer=True)
+        check_number(hidden, "hidden", low=1, integer=True)
         self.posterior = posterior
-        self.beta = float(beta)
-        self.prior_expert = bool(prior_expert)
-        self.logvar_range = tuple(logvar_range)
+        self.beta = check_number(beta, "beta", low=0.0)
+        self.prior_expert = prior_expert
+        self.subset_prior = subset_prior
+        if not isinstance(logvar_range, Sequence) or len(logvar_range) != 2:
+            raise TypeError(f"logvar_range must be a pair (low, high), got {logvar_range!r}")
+        low = check_number(logvar_range[0], "logvar_range[0]")
+        high = check_number(logvar_range[1], "logvar_range[1]", low=low, low_open=True)
+        self.logvar_range = (low, high)
         sizes = {m: math.prod(s) for m, s in self.shapes.items()}
         if likelihood_scale is None:
             scale = {m: max(sizes.values()) / sizes[m] for m in self.shapes}
@@ -108,7 +128,8 @@ class MultimodalVAE(LatentModel):
             for m in likelihood_scale:
                 if m not in self.shapes:
                     raise ValueError(f"likelihood_scale: unknown modality {m!r}; expected one of {self.modalities}")
-            scale = {m: float(likelihood_scale.get(m, 1.0)) for m in self.shapes}
+            scale = {m: check_number(likelihood_scale.get(m, 1.0), f"likelihood_scale[{m!r}]", low=0.0)
+                     for m in self.shapes}
         self.register_buffer("likelihood_scale", torch.tensor([scale[m] for m in self.shapes]))
         self.encoders = self._encoder_backbones(encoders, hidden, hidden)
         # q(z|x_m): features (B, f_m) -> (mu_m, logvar_m) (B, 2d)
@@ -140,13 +161,21 @@ class MultimodalVAE(LatentModel):
         self.require_some(mask, f"{type(self).__name__} inputs")
         return self._components(*self.experts(x), mask)
 
+    def subset_has_prior(self, subset: Sequence[str]) -> bool:
+        """Whether MoPoE's product for ``subset`` includes the prior expert (see ``subset_prior``)."""
+        if self.subset_prior == "all":
+            return True
+        if self.subset_prior == "none":
+            return False
+        return set(subset) == set(self.modalities)  # "full": the official code's rule
+
     def _components(self, mu_m: Tensor, logvar_m: Tensor, mask: Tensor) -> dict:
         if self.posterior == "poe":
             mu, logvar = product_of_experts(mu_m, logvar_m, mask, prior=self.prior_expert)
-            return {"mu": mu[:, None], "logvar": logvar[:, None], "weight": mask.new_ones(len(mask), 1).float(),
+            return {"mu": mu[:, None], "logvar": logvar[:, None], "weight": mu.new_ones(len(mask), 1),
                     "names": ["+".join(self.modalities)]}
         if self.posterior == "moe":
-            w = mask.float() / mask.sum(dim=1, keepdim=True).float()  # (B, M): 1/|observed| each
+            w = mask.to(mu_m.dtype) / mask.sum(dim=1, keepdim=True).to(mu_m.dtype)  # (B, M): 1/|observed| each
             return {"mu": mu_m, "logvar": logvar_m, "weight": w, "names": list(self.modalities)}
         mus, logvars, valid = [], [], []
         subsets = nonempty_subsets(self.modalities)
@@ -154,11 +183,13 @@ class MultimodalVAE(LatentModel):
             sel = self._subset_mask(mask, subset)
             # a row can form subset S only if it observes every member of S
             ok = sel.sum(dim=1) == len(subset)
-            mu, logvar = product_of_experts(mu_m, logvar_m, sel | ~ok[:, None], prior=self.prior_expert)
+            # rows that cannot form S get a placeholder product (all experts) with weight 0
+            mu, logvar = product_of_experts(mu_m, logvar_m, torch.where(ok[:, None], sel, torch.ones_like(sel)),
+                                            prior=self.subset_has_prior(subset))
             mus.append(mu)
             logvars.append(logvar)
             valid.append(ok)
-        valid_t = torch.stack(valid, dim=1).float()  # (B, 2^M - 1)
+        valid_t = torch.stack(valid, dim=1).to(mu_m.dtype)  # (B, 2^M - 1)
         return {"mu": torch.stack(mus, dim=1), "logvar": torch.stack(logvars, dim=1),
                 "weight": valid_t / valid_t.sum(dim=1, keepdim=True), "names": ["+".join(s) for s in subsets]}
 
@@ -229,7 +260,7 @@ class MultimodalVAE(LatentModel):
         self.require_some(mask, f"{type(self).__name__} inputs")
         mu_m, logvar_m = self.experts(x)  # (B, M, d) each
         B = len(mask)
-        maskf = mask.float()
+        maskf = mask.to(mu_m.dtype)
         parts = {m: mu_m.new_zeros(()) for m in self.modalities}
         kl_sum = mu_m.new_zeros(())
         neg_elbo = mu_m.new_zeros(B)
