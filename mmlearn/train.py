@@ -14,6 +14,12 @@ with the same ``forward_all``) with cross-entropy and two extension points:
 
 Seeded and deterministic on CPU: the same ``seed`` and initial weights give the
 same trained weights.
+
+No silent NaN: ``fit`` stops with :class:`~mmlearn._checks.NonFiniteLossError`
+(naming the epoch and the step) as soon as a loss or a gradient is NaN/inf
+(``on_nonfinite="warn"`` skips that update and goes on instead), ``evaluate``
+refuses to score NaN/inf logits, and empty data sets are refused with a
+``ValueError`` (``predict`` returns an empty ``(0, C)`` tensor).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._checks import NonFiniteLossError, check_finite_loss, check_number
 from .data.batch import Batch, as_batch
 
 ExtraLoss = Callable[[nn.Module, object, Batch], Tensor]
@@ -48,10 +55,31 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator | None = Non
         yield order[start : start + batch_size]
 
 
+def _check_batch_size(batch_size, what: str = "batch_size") -> int:
+    try:
+        return check_number(batch_size, what, low=1, integer=True)
+    except TypeError as err:
+        raise ValueError(str(err)) from None
+
+
+def _grads_finite(model: nn.Module) -> bool:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+
 @torch.no_grad()
 def predict(model: nn.Module, data, *, batch_size: int = 1024, device=None) -> Tensor:
-    """Logits for every row of ``data`` (a Batch, ``(inputs, y)`` or a dataset), on CPU."""
+    """Logits for every row of ``data`` (a Batch, ``(inputs, y)`` or a dataset), on CPU.
+
+    An empty ``data`` (0 rows) gives an empty ``(0, C)`` float32 tensor, with
+    ``C = model.n_classes`` (a ``ValueError`` for a model without that attribute).
+    """
     batch = as_batch(data)
+    _check_batch_size(batch_size)
+    if batch.size == 0:
+        if not isinstance(getattr(model, "n_classes", None), int):
+            raise ValueError("predict: the data has no rows, and the model has no n_classes to shape an empty result")
+        return torch.empty(0, model.n_classes)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -66,9 +94,24 @@ def predict(model: nn.Module, data, *, batch_size: int = 1024, device=None) -> T
 
 
 def evaluate(model: nn.Module, data, *, batch_size: int = 1024, device=None) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``data``."""
+    """Mean cross-entropy and accuracy of ``model`` on ``data``.
+
+    Raises ``ValueError`` when ``data`` has no rows (there is no accuracy to
+    report) or when the model outputs NaN/inf logits (e.g. after a diverged run):
+    an argmax over NaN would report a meaningless accuracy.
+    """
     batch = as_batch(data)
+    if batch.size == 0:
+        raise ValueError("evaluate: the data has no rows, so there is no loss or accuracy to report")
     logits = predict(model, batch, batch_size=batch_size, device=device)
+    finite = torch.isfinite(logits).reshape(len(logits), -1).all(dim=1)
+    if not bool(finite.all()):
+        rows = torch.nonzero(~finite).flatten()[:5].tolist()
+        raise ValueError(
+            f"evaluate: the model output NaN or inf logits for {int((~finite).sum())} of {len(logits)} rows "
+            f"(first: {rows}); no accuracy is reported for them. Did training diverge (see the loss history), "
+            "or do the inputs hold NaN/inf?"
+        )
     return {
         "loss": float(F.cross_entropy(logits, batch.y)),
         "accuracy": float((logits.argmax(dim=1) == batch.y).float().mean()),
@@ -94,6 +137,7 @@ def fit(
     on_epoch_end: Callable[[nn.Module, int, dict], None] | None = None,
     train_transform: Callable[[Batch, int], Batch] | None = None,
     before_backward: GradHook | None = None,
+    on_nonfinite: str = "raise",
 ) -> dict[str, list]:
     """Train ``model`` on ``train`` and return the per-epoch history.
 
@@ -109,13 +153,28 @@ def fit(
     e.g. modality dropout with :func:`mmlearn.data.drop_modalities` seeded by ``step``.
     ``before_backward(model, out, batch, step)`` runs after the loss is formed and
     before ``loss.backward()``.
+
+    ``on_nonfinite``: what a NaN/inf loss (or gradient) does. ``"raise"`` (default)
+    stops with :class:`~mmlearn._checks.NonFiniteLossError` naming the epoch and
+    the step; ``"warn"`` emits a ``RuntimeWarning``, skips that update (the
+    parameters stay as they were) and goes on. Skipped steps are left out of
+    ``train_loss`` and ``train_acc``; an epoch whose steps were all skipped
+    records NaN for both, and ``history["skipped_steps"]`` counts them per epoch.
+    Empty training (or evaluation) data is refused with a ``ValueError``.
     """
-    if epochs < 0 or batch_size <= 0:
-        raise ValueError(f"epochs must be >= 0 and batch_size > 0, got {epochs} and {batch_size}")
+    epochs = check_number(epochs, "epochs", low=0, integer=True)
+    batch_size = _check_batch_size(batch_size)
+    check_number(lr, "lr", low=0)
+    if on_nonfinite not in ("raise", "warn"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'warn', got {on_nonfinite!r}")
     device = torch.device(device) if device is not None else torch.device("cpu")
     model.to(device)
     train_batch = as_batch(train)
+    if train_batch.size == 0:
+        raise ValueError("fit: the training data has no rows")
     eval_batch = as_batch(eval_data) if eval_data is not None else None
+    if eval_batch is not None and eval_batch.size == 0:
+        raise ValueError("fit: eval_data has no rows, so there is no accuracy to report; pass None to skip evaluation")
     if optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     elif optimizer == "sgd":
@@ -130,11 +189,13 @@ def fit(
     history: dict[str, list] = {"epoch": [], "train_loss": [], "train_acc": []}
     if eval_batch is not None:
         history.update(eval_loss=[], eval_acc=[])
+    if on_nonfinite == "warn":
+        history["skipped_steps"] = []
     step = 0
     bar = tqdm(range(1, epochs + 1), desc="training", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
-        total_loss, correct = 0.0, 0
+        total_loss, correct, seen, skipped = 0.0, 0, 0, 0
         for idx in minibatches(train_batch.size, batch_size, shuffle):
             batch = train_batch.index(idx)
             if train_transform is not None:
@@ -146,20 +207,46 @@ def fit(
             for term in extra_losses:
                 loss = loss + term(model, out, batch)
             opt.zero_grad(set_to_none=True)
+            if not check_finite_loss(loss, epoch=epoch, step=step, where="fit", on_nonfinite=on_nonfinite):
+                step, skipped = step + 1, skipped + 1
+                continue
             if before_backward is not None:
                 before_backward(model, out, batch, step)
             loss.backward()
             if grad_hook is not None:
                 grad_hook(model, out, batch, step)
+            if not _grads_finite(model):
+                msg = (f"fit: a gradient became NaN or inf at epoch {epoch}, step {step} (the loss was "
+                       f"{float(loss.detach()):.4g}); training diverged: lower the learning rate or check the inputs")
+                if on_nonfinite == "raise":
+                    raise NonFiniteLossError(msg)
+                import warnings
+
+                warnings.warn(msg + "; this step's update was skipped", RuntimeWarning, stacklevel=2)
+                opt.zero_grad(set_to_none=True)
+                step, skipped = step + 1, skipped + 1
+                continue
             opt.step()
             step += 1
+            seen += len(idx)
             total_loss += float(loss.detach()) * len(idx)
             correct += int((logits.detach().argmax(dim=1) == batch.y).sum())
         history["epoch"].append(epoch)
-        history["train_loss"].append(total_loss / train_batch.size)
-        history["train_acc"].append(correct / train_batch.size)
+        history["train_loss"].append(total_loss / seen if seen else float("nan"))
+        history["train_acc"].append(correct / seen if seen else float("nan"))
+        if on_nonfinite == "warn":
+            history["skipped_steps"].append(skipped)
         if eval_batch is not None:
-            scores = evaluate(model, eval_batch, device=device)
+            try:
+                scores = evaluate(model, eval_batch, device=device)
+            except ValueError as err:
+                if on_nonfinite == "raise" or "NaN or inf logits" not in str(err):
+                    raise
+                import warnings
+
+                warnings.warn(f"epoch {epoch}: {err}; eval_loss and eval_acc recorded as NaN", RuntimeWarning,
+                              stacklevel=2)
+                scores = {"loss": float("nan"), "accuracy": float("nan")}
             history["eval_loss"].append(scores["loss"])
             history["eval_acc"].append(scores["accuracy"])
             bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", eval_acc=f"{scores['accuracy']:.3f}")

@@ -292,6 +292,19 @@ def test_retrieval_ranks_recall_and_median_rank_equal_brute_force():
     assert median_rank(b, a) == np.sort(_brute_ranks(sim.T))[(30 - 1) // 2]
 
 
+def test_collapsed_embeddings_do_not_score_a_perfect_recall():
+    # every embedding the same point (a collapsed run): ties count against the query
+    z = torch.ones(8, 3)
+    m = retrieval_metrics(z, z, ks=(1, 8))
+    assert m["a->b R@1"] == 0.0 and m["a->b R@8"] == 1.0 and m["a->b median rank"] == 8
+    labels = torch.arange(8) % 2  # 4 per class: the 4 items of the other class tie with the best correct one
+    m = retrieval_metrics(z, z, labels, ks=(1, 5))
+    assert m["b->a R@1"] == 0.0 and m["b->a R@5"] == 1.0 and m["b->a median rank"] == 5
+    # one exact tie between the partner and another item: rank 2, not 1
+    sim = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    assert retrieval_ranks(sim).tolist() == [2, 1]
+
+
 def test_retrieval_rejects_bad_shapes_and_labels():
     a = torch.randn(5, 3)
     with pytest.raises(ValueError, match=r"labels have shape \(4,\); expected \(5,\)"):
@@ -445,6 +458,30 @@ def test_train_alignment_is_seeded_and_learns_instance_retrieval():
     # instance retrieval among 200 pairs: chance 0.5%
     assert before < 0.05 and after > 0.5, (before, after)
     assert set(h1) >= {"epoch", "train_loss", "temperature", "eval x2->x1 R@1", "eval class x1->x2 R@1"}
+
+
+def test_train_alignment_stops_on_a_non_finite_loss():
+    import warnings
+
+    from mmlearn._checks import NonFiniteLossError
+
+    train, y, _ = _synthetic_pairs(256, seed=0)
+
+    def model():
+        return AlignmentModel({"x1": (12,), "x2": (10,)}, embed_dim=4, feature_dim=8, seed=0)
+
+    with pytest.raises(NonFiniteLossError, match=r"train_alignment: the loss became (nan|inf) at epoch 1, step \d"):
+        train_alignment(model(), (train, y), epochs=2, batch_size=64, lr=1e20)
+    m = model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        h = train_alignment(m, (train, y), (train, y), epochs=2, batch_size=64, lr=1e20, on_nonfinite="warn")
+    assert any("skipped" in str(w.message) for w in caught)
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+    # a diverged run reports no recall rather than a perfect one
+    assert all(math.isnan(v) or v < 0.5 for v in h["eval x1->x2 R@1"])
+    with pytest.raises(ValueError, match="on_nonfinite"):
+        train_alignment(model(), (train, y), epochs=1, batch_size=64, on_nonfinite="skip")
 
 
 def test_cca_recovers_the_shared_correlation():

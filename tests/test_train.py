@@ -1,8 +1,11 @@
 """The training loop: learning, determinism, extension points, device."""
 
+import warnings
+
 import pytest
 import torch
 
+from mmlearn._checks import NonFiniteLossError
 from mmlearn.data import Batch, drop_modalities, make_latent_views, to_batch
 from mmlearn.models import build_classifier
 from mmlearn.train import evaluate, fit, predict, subset_accuracies
@@ -116,8 +119,71 @@ def test_predict_and_fit_on_a_dataset_object():
     ds = make_latent_views(300, seed=2)
     model = build_classifier(SHAPES, 2, seed=0)
     h = fit(model, ds, ds, epochs=1, progress=False)
-    assert predict(model, ds).shape == (300, 2)
-    assert 0 <= h["eval_acc"][0] <= 1
+    logits = predict(model, ds)
+    assert logits.shape == (300, 2)
+    # the dataset path gives the same numbers as the batch path, computed by hand
+    b = to_batch(ds)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(b.inputs))
+    acc = float((logits.argmax(1) == b.y).float().mean())
+    loss = float(torch.nn.functional.cross_entropy(logits, b.y))
+    assert h["eval_acc"][0] == pytest.approx(acc) and h["eval_loss"][0] == pytest.approx(loss, rel=1e-5)
+    assert evaluate(model, ds) == pytest.approx({"loss": loss, "accuracy": acc}, rel=1e-5)
+
+
+# ---------------------------------------------------------------- no silent NaN, no empty data
+
+
+def test_fit_stops_on_a_non_finite_loss_naming_epoch_and_step(data):
+    train, test = data
+    model = build_classifier(SHAPES, 2, seed=0)
+    with pytest.raises(NonFiniteLossError, match=r"fit: the loss became (nan|inf) at epoch 1, step \d+"):
+        fit(model, train, test, epochs=3, lr=1e10, progress=False)
+
+
+def test_fit_on_nonfinite_warn_skips_the_updates_and_keeps_parameters_finite(data):
+    train, test = data
+    model = build_classifier(SHAPES, 2, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        h = fit(model, train, epochs=2, lr=1e10, progress=False, on_nonfinite="warn")
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert messages and all("skipped" in m for m in messages)
+    assert sum(h["skipped_steps"]) == len(messages) > 0
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(ValueError, match="on_nonfinite"):
+        fit(model, train, epochs=1, progress=False, on_nonfinite="ignore")
+    # a healthy run skips nothing and matches on_nonfinite="raise" exactly
+    a, b = build_classifier(SHAPES, 2, seed=0), build_classifier(SHAPES, 2, seed=0)
+    ha = fit(a, train, epochs=1, progress=False)
+    hb = fit(b, train, epochs=1, progress=False, on_nonfinite="warn")
+    assert hb["skipped_steps"] == [0] and hb["train_loss"] == ha["train_loss"]
+
+
+def test_evaluate_refuses_nan_logits(data):
+    _, test = data
+    model = build_classifier(SHAPES, 2, seed=0)
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    with pytest.raises(ValueError, match=r"NaN or inf logits for 200 of 200 rows"):
+        evaluate(model, test)
+    with pytest.raises(ValueError, match="NaN or inf logits"):
+        subset_accuracies(model, test)
+
+
+def test_empty_data_is_refused_and_predict_gives_an_empty_result(data):
+    train, test = data
+    empty = test.index(slice(0, 0))
+    model = build_classifier(SHAPES, 2, seed=0)
+    with pytest.raises(ValueError, match="training data has no rows"):
+        fit(model, empty, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="eval_data has no rows"):
+        fit(model, train, empty, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="no rows"):
+        evaluate(model, empty)
+    out = predict(model, empty)
+    assert out.shape == (0, 2) and out.dtype == torch.float32
 
 
 def test_fit_bad_arguments(data):
@@ -127,6 +193,10 @@ def test_fit_bad_arguments(data):
         fit(model, train, epochs=1, optimizer="lbfgs", progress=False)
     with pytest.raises(ValueError, match="batch_size"):
         fit(model, train, epochs=1, batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="lr must be finite"):
+        fit(model, train, epochs=1, lr=float("nan"), progress=False)
+    with pytest.raises(ValueError, match="epochs must be >= 0"):
+        fit(model, train, epochs=-1, progress=False)
 
 
 def test_fit_on_the_given_device(data):

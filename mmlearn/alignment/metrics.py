@@ -59,8 +59,10 @@ def retrieval_ranks(sim: Tensor, labels: Tensor | None = None) -> Tensor:
 
     Without ``labels`` the correct item of row i is column i; with ``labels``
     (N,) every column with the same label is correct, and the rank is that of
-    the best-scored correct column. Ties count in the query's favour:
-    ``rank_i = 1 + #{j : S_ij > max_{correct j'} S_ij'}``.
+    the best-scored correct column. Ties count against the query:
+    ``rank_i = 1 + #{incorrect j : S_ij >= max_{correct j'} S_ij'}``, so
+    collapsed embeddings (every row the same point, a common way for a run to
+    fail) score chance or worse, never a perfect recall.
     """
     if sim.dim() != 2 or sim.shape[0] != sim.shape[1]:
         raise ValueError(f"similarity matrix has shape {tuple(sim.shape)}; expected (N, N) for N pairs")
@@ -73,7 +75,7 @@ def retrieval_ranks(sim: Tensor, labels: Tensor | None = None) -> Tensor:
         correct = labels.view(-1, 1).to(sim.device) == labels.view(1, -1).to(sim.device)  # (N, N)
     # best similarity among the correct items of each row: (N,)
     best = sim.masked_fill(~correct, float("-inf")).amax(dim=1)
-    return 1 + (sim > best[:, None]).sum(dim=1)
+    return 1 + ((sim >= best[:, None]) & ~correct).sum(dim=1)
 
 
 def retrieval_metrics(z_a: Tensor, z_b: Tensor, labels=None, ks=(1, 5, 10),

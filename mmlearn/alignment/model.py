@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_modality_dict
+from .._checks import check_finite_loss, check_modality_dict
 from ..data.batch import as_batch
 from ..models import default_encoders
 from ..train import minibatches
@@ -110,7 +110,7 @@ def evaluate_alignment(model, data, ks=(1, 5, 10)) -> dict[str, float]:
 
 def train_alignment(model: AlignmentModel, train, eval_data=None, *, epochs: int = 10, batch_size: int = 128,
                     lr: float = 3e-3, weight_decay: float = 0.0, seed: int = 0, device=None,
-                    progress: bool = False) -> dict[str, list]:
+                    progress: bool = False, on_nonfinite: str = "raise") -> dict[str, list]:
     """Train ``model`` with the contrastive loss; labels are never used. Returns the history.
 
     Each epoch visits a seeded permutation of ``train`` in full batches of
@@ -121,7 +121,15 @@ def train_alignment(model: AlignmentModel, train, eval_data=None, *, epochs: int
     batches), ``temperature``, and with ``eval_data`` the recall@1 per direction
     at instance level (``eval a->b R@1``...) and class level (``eval class a->b R@1``...).
     Deterministic on CPU for a fixed ``seed`` and initial weights.
+
+    ``on_nonfinite``: a NaN/inf loss stops training with
+    :class:`~mmlearn._checks.NonFiniteLossError` naming the epoch and the step
+    (``"raise"``, default), or is skipped with a ``RuntimeWarning`` (``"warn"``:
+    no update for that batch; skipped batches are left out of ``train_loss``,
+    which is NaN for an epoch whose batches were all skipped).
     """
+    if on_nonfinite not in ("raise", "warn"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'warn', got {on_nonfinite!r}")
     if epochs < 0 or batch_size < 2:
         raise ValueError(f"epochs must be >= 0 and batch_size >= 2 (one positive, >= 1 negative), "
                          f"got {epochs} and {batch_size}")
@@ -137,6 +145,7 @@ def train_alignment(model: AlignmentModel, train, eval_data=None, *, epochs: int
     torch.manual_seed(seed)
     shuffle = torch.Generator().manual_seed(seed)
     history: dict[str, list] = {"epoch": [], "train_loss": [], "temperature": []}
+    step = 0  # counts every full batch, skipped ones included (as fit does)
     for epoch in tqdm(range(1, epochs + 1), desc="aligning", disable=not progress, leave=False):
         model.train()
         losses = []
@@ -146,6 +155,10 @@ def train_alignment(model: AlignmentModel, train, eval_data=None, *, epochs: int
             inputs = {m: x[idx].to(device) for m, x in train_batch.inputs.items()}
             loss = model.compute_loss(inputs)
             opt.zero_grad(set_to_none=True)
+            step += 1
+            if not check_finite_loss(loss, epoch=epoch, step=step - 1, where="train_alignment",
+                                     on_nonfinite=on_nonfinite):
+                continue
             loss.backward()
             opt.step()
             model.loss.clamp_()  # 0 <= t <= log 100, as CLIP after each step
@@ -154,7 +167,16 @@ def train_alignment(model: AlignmentModel, train, eval_data=None, *, epochs: int
         history["train_loss"].append(sum(losses) / len(losses) if losses else float("nan"))
         history["temperature"].append(model.loss.temperature)
         if eval_batch is not None:
-            scores = evaluate_alignment(model, eval_batch, ks=(1,))
+            try:
+                scores = evaluate_alignment(model, eval_batch, ks=(1,))
+            except ValueError as err:
+                if on_nonfinite == "raise" or "NaN or inf" not in str(err):
+                    raise
+                import warnings
+
+                warnings.warn(f"epoch {epoch}: {err}; eval recalls recorded as NaN", RuntimeWarning, stacklevel=2)
+                scores = {k: float("nan") for k in (f"{a}->{b} R@1", f"{b}->{a} R@1", f"class {a}->{b} R@1",
+                                                    f"class {b}->{a} R@1")}
             for key in (f"{a}->{b} R@1", f"{b}->{a} R@1", f"class {a}->{b} R@1", f"class {b}->{a} R@1"):
                 history.setdefault(f"eval {key}", []).append(scores[key])
     return history
