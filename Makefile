@@ -14,19 +14,30 @@ PORT   ?= 8888
 
 .PHONY: course test install install-test system-deps benchmarks binder-check clean
 
+# pip prints one line per package it collects (no progress bars: they garble CI logs)
+PIP    := $(BIN)/python -m pip install --progress-bar off --disable-pip-version-check
+# JupyterLab refuses to start as root (Docker, Binder-like containers, CI images) without this
+ALLOW_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
 $(BIN)/python:
+	@echo "== [1/3] creating $(VENV) ($$(date +%T))"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PIP) --quiet --upgrade pip
 
 $(VENV)/.torch: $(BIN)/python
-	$(BIN)/python -m pip install --quiet $(TORCH)
-	touch $@
+	@echo "== [2/3] installing $(TORCH) (CPU build; about 45 s) ($$(date +%T))"
+	$(PIP) $(TORCH) | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import torch" && touch $@
 
 install: $(VENV)/.torch
-	$(BIN)/python -m pip install --quiet -e ".[notebooks]"
+	@echo "== [3/3] installing mmlearn and the notebook stack (about 1.5 min the first time) ($$(date +%T))"
+	$(PIP) -e ".[notebooks]" 2>&1 | grep -v "^WARNING: Location\|^Requirement already satisfied" ; \
+	  $(BIN)/python -c "import mmlearn, jupyterlab" && echo "== installed ($$(date +%T))"
 
 install-test: $(VENV)/.torch
-	$(BIN)/python -m pip install --quiet -e ".[notebooks,test]"
+	@echo "== [3/3] installing mmlearn, the notebook and the test stack (about 1.5 min the first time) ($$(date +%T))"
+	$(PIP) -e ".[notebooks,test]" 2>&1 | grep -v "^WARNING: Location\|^Requirement already satisfied" ; \
+	  $(BIN)/python -c "import mmlearn, pytest, nbmake, hypothesis" && echo "== installed ($$(date +%T))"
 
 # Debian packages for the optional tests: espeak-ng (byte-for-byte regeneration of the
 # spoken digits) and chromium (browser tests). Without root/apt those tests are skipped
@@ -34,14 +45,20 @@ install-test: $(VENV)/.torch
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  (command -v espeak-ng >/dev/null && command -v chromium >/dev/null) || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng chromium >/dev/null); \
+	  (echo "== installing espeak-ng and chromium with apt-get (about 40 s) ($$(date +%T))" && \
+	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng chromium >/dev/null); \
 	else echo "note: not root or no apt-get: espeak-ng/chromium tests will be skipped unless installed"; fi
 
+# The server's root is the repository, as on Binder, so the tour is notebooks/00_tour.ipynb in
+# both (the Binder badge opens lab/tree/notebooks/00_tour.ipynb).
 course: install
-	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) notebooks/00_tour.ipynb
+	$(BIN)/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir=. --port=$(PORT) notebooks/00_tour.ipynb
 
+# -v names each test as it finishes (the notebooks take up to a minute each); --durations lists
+# the slowest tests at the end.
 test: install-test system-deps
-	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=600 -p no:cacheprovider
+	@echo "== running the tests: unit, panels, browser, then every notebook (about 10-15 min on 2 cores) ($$(date +%T))"
+	$(BIN)/python -m pytest tests notebooks --nbmake --nbmake-timeout=600 -p no:cacheprovider -v --durations=15
 
 benchmarks: install
 	$(BIN)/python benchmarks/course.py
