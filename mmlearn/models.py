@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_modality_dict
+from ._checks import check_finite, check_float_input, check_modality_dict, check_present, fill_absent
 from .fusion import FUSIONS, Fusion, make_fusion
 
 
@@ -153,6 +153,10 @@ class MultimodalClassifier(nn.Module):
     ``unimodal_heads``: also learn a linear classifier on each encoder's
     features, returned as per-modality logits (late fusion has them built in).
 
+    Inputs pass :meth:`prepare_inputs` first: float64 is converted, integer and
+    bool inputs are a ``TypeError``, NaN/inf in a present row a ``ValueError``
+    (both name the modality), and absent rows are zero-filled before encoding.
+
     ``model(inputs, present=None)`` returns fused logits (B, C);
     ``model(inputs, present, return_unimodal=True)`` returns
     ``(logits, {modality: logits})``; :meth:`forward_all` returns a
@@ -204,15 +208,47 @@ class MultimodalClassifier(nn.Module):
     def expected_shapes(self) -> dict[str, tuple]:
         return {m: tuple(getattr(e, "in_shape", (None,))) for m, e in self.encoders.items()}
 
-    def encode(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Features per modality, each (B, d_m)."""
-        check_modality_dict(inputs, self.expected_shapes(), what="model inputs")
-        return {m: self.encoders[m](inputs[m]) for m in self.modalities}
+    def _param_dtype(self) -> torch.dtype:
+        p = next(self.parameters(), None)
+        return p.dtype if p is not None else torch.float32
+
+    def prepare_inputs(
+        self, inputs: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+        """The boundary rules, applied before any encoder sees the data.
+
+        Shapes and names are checked; floating inputs are converted to the
+        parameters' dtype and integer/bool ones rejected (``TypeError`` naming the
+        modality); NaN/inf in a *present* row is a ``ValueError`` naming the
+        modality; every absent row is replaced by zeros (``torch.where``), so
+        whatever it held (NaN included) reaches neither the encoders, nor
+        BatchNorm statistics, nor the outputs. Returns ``(inputs, present)``
+        with ``present`` a full boolean mask, or ``None`` when none was given.
+        """
+        n = check_modality_dict(inputs, self.expected_shapes(), what="model inputs")
+        dtype = self._param_dtype()
+        xs = {m: check_float_input(inputs[m], m, dtype, what="model inputs") for m in self.modalities}
+        if present is None:
+            mask = None
+        else:
+            device = next(iter(xs.values())).device
+            mask = check_present(present, self.modalities, n, device)
+        if n > 0:
+            check_finite(xs, mask, what="model inputs")
+        if mask is not None:
+            xs = {m: fill_absent(x, mask[m]) for m, x in xs.items()}
+        return xs, mask
+
+    def encode(self, inputs: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Features per modality, each (B, d_m), after :meth:`prepare_inputs` (absent rows zero-filled)."""
+        xs, _ = self.prepare_inputs(inputs, present)
+        return {m: self.encoders[m](xs[m]) for m in self.modalities}
 
     def forward_all(
         self, inputs: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None
     ) -> MultimodalOutput:
-        features = self.encode(inputs)
+        xs, present = self.prepare_inputs(inputs, present)
+        features = {m: self.encoders[m](xs[m]) for m in self.modalities}
         fused = self.fusion(features, present)
         logits = self.head(fused)
         unimodal: dict[str, Tensor] = {}

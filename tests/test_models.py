@@ -108,3 +108,72 @@ def test_model_runs_on_the_device_it_is_given():
     model = build_classifier(SHAPES, 10).to(device)
     out = model({m: v.to(device) for m, v in _inputs().items()})
     assert out.device.type == device
+
+
+# ---------------------------------------------------------------- the boundary: dtypes, NaN, absent rows
+
+
+class _BNEncoder(MLPEncoder):
+    """An MLP encoder with BatchNorm, whose batch statistics an absent NaN row would poison."""
+
+    def __init__(self, in_shape, out_dim=8):
+        super().__init__(in_shape, out_dim)
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(torch.tensor(in_shape).prod()), 16),
+                                       torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, out_dim))
+
+
+def _bn_model(fusion="concat"):
+    torch.manual_seed(0)
+    enc = {"image": _BNEncoder((8, 8)), "audio": _BNEncoder((20, 20))}
+    return MultimodalClassifier(enc, fusion, 10)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "late", "gated"])
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_nan_in_absent_rows_gives_the_same_logits_as_zeros(fusion, train_mode):
+    x = _inputs(6)
+    present = {"image": torch.tensor([True, False, True, True, False, True]), "audio": torch.ones(6, dtype=torch.bool)}
+    zeros, nans = dict(x), dict(x)
+    zeros["image"] = torch.where(present["image"][:, None, None], x["image"], torch.zeros(()))
+    nans["image"] = torch.where(present["image"][:, None, None], x["image"], torch.tensor(float("nan")))
+    nans["image"][4, 0, 0] = float("inf")
+    outs, stats = [], []
+    for inputs in (zeros, nans):
+        model = _bn_model(fusion).train(train_mode)
+        outs.append(model(inputs, present))
+        stats.append(model.encoders["image"].net[2].running_mean.clone())
+    assert torch.isfinite(outs[1]).all()
+    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(stats[0], stats[1])  # BatchNorm's running statistics never saw the NaN rows
+
+
+def test_classifier_dtype_rule_names_the_modality():
+    model = build_classifier(SHAPES, 10)
+    x = _inputs()
+    model.eval()
+    ref = model(x)
+    torch.testing.assert_close(model({m: v.double() for m, v in x.items()}), ref)  # float64 is converted
+    assert model({m: v.double() for m, v in x.items()}).dtype == torch.float32
+    for bad in (torch.int64, torch.bool, torch.int32):
+        with pytest.raises(TypeError, match=r"\['audio'\] has dtype torch\.(int|bool)"):
+            model({"image": x["image"], "audio": x["audio"].to(bad)})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_classifier_rejects_non_finite_present_rows_naming_the_modality(bad):
+    model = build_classifier(SHAPES, 10)
+    x = _inputs()
+    x["audio"][2, 3, 4] = bad
+    with pytest.raises(ValueError, match=r"\['audio'\] holds NaN or inf in 1 present row\(s\) \(first: \[2\]\)"):
+        model(x)
+    present = {"audio": torch.tensor([True, True, False, True])}
+    assert torch.isfinite(model(x, present)).all()  # the same row marked absent is fine
+
+
+def test_classifier_rejects_non_boolean_masks():
+    model = build_classifier(SHAPES, 10)
+    with pytest.raises(ValueError, match="True/False"):
+        model(_inputs(), {"audio": torch.tensor([0.0, 0.5, 1.0, 1.0])})
+    # 0/1 masks are accepted and mean the same as booleans
+    torch.testing.assert_close(model(_inputs(), {"audio": torch.tensor([0, 1, 1, 0])}),
+                               model(_inputs(), {"audio": torch.tensor([False, True, True, False])}))
