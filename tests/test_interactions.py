@@ -242,3 +242,75 @@ def test_pid_from_samples_errors():
         pid_from_samples(x, x, x, n_clusters=0)
     with pytest.raises(ValueError, match="NaN"):
         pid_from_samples(np.full((10, 2), np.nan), x, x, n_clusters=2)
+
+
+# --------------------------------------------------------------------------------------
+# synergy_bounds (Liang et al., ICLR 2024)
+# --------------------------------------------------------------------------------------
+
+from mmlearn.interactions import SynergyBounds, pairwise_marginals, synergy_bounds  # noqa: E402
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_synergy_bounds_contain_true_synergy(seed):
+    rng = np.random.default_rng(1000 + seed)
+    p = random_p(rng, sparse=seed % 3 == 2)
+    s = pid(p).synergy
+    b = synergy_bounds(*pairwise_marginals(p))
+    assert isinstance(b, SynergyBounds)
+    assert b.lower - TOL <= s <= b.upper + TOL, (b, s)
+    assert b.lower >= 0.0
+    # the components that need no labelled multimodal data equal the full PID's
+    r = pid(p)
+    assert (b.redundancy, b.unique1, b.unique2) == pytest.approx((r.redundancy, r.unique1, r.unique2), abs=TOL)
+    # S_R and S_U1 are algebraically equal (R + U1 = I(X1;Y)) when correctly paired
+    assert b.lower_redundancy == pytest.approx(b.lower_unique1, abs=TOL)
+
+
+@pytest.mark.parametrize(
+    "name, lower, upper",
+    [("xor", 0.0, 1.0), ("unique1", 0.0, 0.0), ("redundant", 0.0, 0.0), ("and", 0.311278, 0.5), ("or", 0.311278, 0.5)],
+)
+def test_synergy_bounds_on_exact_tables(name, lower, upper):
+    p, want = EXACT[name]
+    b = synergy_bounds(*pairwise_marginals(p))
+    assert (b.lower, b.upper) == pytest.approx((lower, upper), abs=TOL)
+    assert b.lower - TOL <= want[3] <= b.upper + TOL
+
+
+def test_uniqueness_bound_pairs_u1_with_x1():
+    # y = x1: S = 0, U1 = 1, U2 = 0. The correct pairing min I(X1;Y|X2) - U1 gives 0 <= S;
+    # the published code's pairing (min I(X1;Y|X2) - U2) gives 1 > S: not a bound.
+    p = EXACT["unique1"][0]
+    b = synergy_bounds(*pairwise_marginals(p))
+    min_cond = b.lower_unique1 + b.unique1  # min_r I_r(X1;Y|X2)
+    assert min_cond == pytest.approx(1.0, abs=TOL)
+    assert b.lower_unique1 == pytest.approx(0.0, abs=TOL)
+    assert min_cond - b.unique2 == pytest.approx(1.0, abs=TOL)  # swapped pairing: 1 bit > S = 0
+    assert pid(p).synergy < min_cond - b.unique2 - 0.5
+    # the same on the mirrored table y = x2 for the second uniqueness bound
+    b2 = synergy_bounds(*pairwise_marginals(p.transpose(1, 0, 2)))
+    assert b2.lower_unique2 == pytest.approx(0.0, abs=TOL)
+    assert b2.unique2 == pytest.approx(1.0, abs=TOL)
+
+
+def test_majorization_meet_is_a_coupling_entropy_lower_bound():
+    from mmlearn.interactions.bounds import majorization_meet_entropy
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        m = rng.dirichlet(np.full(12, 0.3)).reshape(3, 4)  # any coupling of its row and column sums
+        assert majorization_meet_entropy(m.sum(1), m.sum(0)) <= -(m[m > 0] * np.log2(m[m > 0])).sum() + 1e-9
+    assert majorization_meet_entropy([0.5, 0.5], [0.25] * 4) == pytest.approx(2.0)
+
+
+def test_synergy_bounds_reject_inconsistent_marginals():
+    p1y, p2y, p12 = pairwise_marginals(EXACT["and"][0])
+    with pytest.raises(ValueError, match=r"p\(x1\)"):
+        synergy_bounds(p1y, p2y, np.array([[0.5, 0.25], [0.25, 0.0]]))
+    with pytest.raises(ValueError, match=r"\|Y\|"):
+        synergy_bounds(p1y, np.full((2, 3), 1 / 6), p12)
+    with pytest.raises(ValueError, match="2-D"):
+        synergy_bounds(p1y, p2y, EXACT["and"][0])
+    with pytest.raises(ValueError, match="sum to 1"):
+        synergy_bounds(p1y * 2, p2y, p12)

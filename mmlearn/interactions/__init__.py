@@ -14,6 +14,7 @@ cvxpy, scikit-learn and torch are imported inside the functions that need them,
 so ``import mmlearn.interactions`` stays cheap.
 """
 
+from mmlearn.interactions.bounds import SynergyBounds, pairwise_marginals, synergy_bounds
 from mmlearn.interactions.pid import (
     PIDResult,
     entropy_bits,
@@ -25,6 +26,9 @@ from mmlearn.interactions.pid import (
 
 __all__ = [
     "PIDResult",
+    "SynergyBounds",
+    "pairwise_marginals",
+    "synergy_bounds",
     "entropy_bits",
     "joint_histogram",
     "mutual_information_bits",
