@@ -21,7 +21,14 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_modality_dict, check_present
+from .._checks import (
+    check_finite,
+    check_float_input,
+    check_modality_dict,
+    check_number,
+    check_present,
+    fill_absent,
+)
 from ..models import MLPEncoder
 
 LOG_2PI = math.log(2 * math.pi)
@@ -102,10 +109,13 @@ class LatentModel(nn.Module):
         for m in stats:
             if m not in self.shapes:
                 raise ValueError(f"stats: unknown modality {m!r}; expected one of {sorted(self.shapes)}")
+        for m, st in stats.items():
+            if not isinstance(st, (tuple, list)) or len(st) != 2:
+                raise TypeError(f"stats[{m!r}] must be a pair (mean, std), got {st!r}")
+            check_number(st[0], f"stats[{m!r}] mean")
+            check_number(st[1], f"stats[{m!r}] std", low=0.0, low_open=True)
         mean = torch.tensor([float(stats[m][0]) if m in stats else 0.0 for m in self.shapes])
         std = torch.tensor([float(stats[m][1]) if m in stats else 1.0 for m in self.shapes])
-        if (std <= 0).any():
-            raise ValueError(f"stats: every std must be positive, got {dict(zip(self.shapes, std.tolist()))}")
         self.register_buffer("input_mean", mean)
         self.register_buffer("input_std", std)
 
@@ -141,8 +151,11 @@ class LatentModel(nn.Module):
 
         A modality left out of ``inputs`` is absent in every row (zero-filled
         here); a modality given but marked ``False`` in ``present`` is absent
-        in those rows. Absent rows are zeroed so no stale value leaks through.
-        Wrong shapes and unknown names raise a ``ValueError`` naming them.
+        in those rows. Absent rows are zeroed (by selection, so NaN/inf there
+        leaks nowhere); NaN/inf in a present row raises a ``ValueError`` naming
+        the modality. Floating-point inputs are cast to the model's dtype;
+        integer, bool or complex inputs raise a ``TypeError``. Wrong shapes and
+        unknown names raise a ``ValueError`` naming them.
         """
         batch = check_modality_dict(inputs, self.shapes, what=f"{type(self).__name__} inputs", require_all=False)
         first = next(iter(inputs.values()))
@@ -155,17 +168,31 @@ class LatentModel(nn.Module):
                     raise ValueError(f"present[{m!r}] is True for some rows but inputs has no {m!r} tensor")
         given = {m: present[m] for m in inputs if present is not None and m in present}
         mask = check_present(given or None, list(inputs), batch, device)
+        what = f"{type(self).__name__} inputs"
+        dtype = self.input_mean.dtype
+        # dtype rule: floating point of any precision -> the model's dtype; int/bool/complex -> TypeError
+        cast = {m: check_float_input(inputs[m], m, dtype, what=what) for m in inputs}
+        # NaN/inf in a present row is an error naming the modality; absent rows may hold anything
+        if batch > 0:  # (nothing to check in an empty batch; objectives reject it, see require_rows)
+            check_finite(cast, mask, what=what)
         out, columns = {}, []
         for j, m in enumerate(self.modalities):
             if m in inputs:
-                x = (inputs[m].to(self.input_mean.dtype) - self.input_mean[j]) / self.input_std[j]
+                x = (cast[m] - self.input_mean[j]) / self.input_std[j]
                 keep = mask[m]
             else:
-                x = torch.zeros(batch, *self.shapes[m], device=device, dtype=self.input_mean.dtype)
+                x = torch.zeros(batch, *self.shapes[m], device=device, dtype=dtype)
                 keep = torch.zeros(batch, dtype=torch.bool, device=device)
-            out[m] = x * keep.reshape(-1, *([1] * len(self.shapes[m]))).to(x.dtype)
+            # absent rows are *selected* away (torch.where), so a NaN there cannot reach any output
+            out[m] = fill_absent(x, keep)
             columns.append(keep)
         return out, torch.stack(columns, dim=1)  # (B, M)
+
+    @staticmethod
+    def require_rows(mask: Tensor, what: str = "objective") -> None:
+        """An objective is a mean over rows: an empty batch has none (it would be NaN)."""
+        if mask.shape[0] == 0:
+            raise ValueError(f"{what}: the batch is empty (0 rows); an objective needs at least one row")
 
     def destandardize(self, m: str, x: Tensor) -> Tensor:
         """Back from standardised units to the data's scale."""

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_number, fill_absent
 from ..models import MLPEncoder
 from .base import LatentModel, MLPDecoder
 
@@ -70,9 +71,7 @@ def mmd(x: Tensor, y: Tensor, kernel: str = "rbf", bandwidth: float | None = Non
     if unbiased and (n < 2 or m < 2):
         raise ValueError(f"mmd: the unbiased estimate needs at least 2 points per sample, got {n} and {m}")
     d = x.shape[1]
-    h = float(bandwidth) if bandwidth is not None else d / 2**0.5
-    if h <= 0:
-        raise ValueError(f"mmd: bandwidth must be positive, got {h}")
+    h = check_number(bandwidth, "mmd: bandwidth", low=0.0, low_open=True) if bandwidth is not None else d / 2**0.5
     kxx, kyy, kxy = _kernel(x, x, kernel, h), _kernel(y, y, kernel, h), _kernel(x, y, kernel, h)
     if unbiased:
         # U-statistic: (1 / (n (n - 1))) sum_{i != j} k(x_i, x_j), same for y
@@ -121,17 +120,21 @@ class FactorizedModel(LatentModel):
         stats: Mapping[str, tuple[float, float]] | None = None,
     ):
         super().__init__(shapes, stats)
-        if not isinstance(n_classes, int) or n_classes < 2:
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
             raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
+        for name, v in (("shared_dim", shared_dim), ("specific_dim", specific_dim), ("factor_dim", factor_dim),
+                        ("hidden", hidden)):
+            check_number(v, name, low=1, integer=True)
         if isinstance(lambda_recon, Mapping):
             for m in lambda_recon:
                 if m not in self.shapes:
                     raise ValueError(f"lambda_recon: unknown modality {m!r}; expected one of {self.modalities}")
-            lambdas = {m: float(lambda_recon.get(m, 1.0)) for m in self.shapes}
+            lambdas = {m: check_number(lambda_recon.get(m, 1.0), f"lambda_recon[{m!r}]", low=0.0) for m in self.shapes}
         else:
-            lambdas = {m: float(lambda_recon) for m in self.shapes}
+            value = check_number(lambda_recon, "lambda_recon", low=0.0)
+            lambdas = {m: value for m in self.shapes}
         self.lambda_recon = lambdas
-        self.lambda_mmd = float(lambda_mmd)
+        self.lambda_mmd = check_number(lambda_mmd, "lambda_mmd", low=0.0)
         self.n_classes = n_classes
         self.shared_dim, self.specific_dim = int(shared_dim), int(specific_dim)
         # encoder of Z_y: per-modality features h_m (B, hidden), then Linear over [h_1; ...; h_M]
@@ -155,7 +158,7 @@ class FactorizedModel(LatentModel):
         feats = []
         for j, m in enumerate(self.modalities):
             h = self.shared_encoders[m](x[m])  # (B, hidden)
-            feats.append(h * mask[:, j : j + 1].to(h.dtype))  # absent modality: zero features
+            feats.append(fill_absent(h, mask[:, j]))  # absent modality: zero features (selected, not multiplied)
         z_y = self.shared_head(torch.cat(feats, dim=1))  # (B, M * hidden) -> (B, shared_dim)
         z_a = {m: self.specific_encoders[m](x[m]) for m in self.modalities}  # (B, specific_dim) each
         return z_y, z_a
@@ -198,9 +201,17 @@ class FactorizedModel(LatentModel):
         if y is None:
             raise ValueError("FactorizedModel.objective needs the labels y (B,): the shared factor is discriminative")
         x, mask = self.check_inputs(inputs, present)
+        self.require_rows(mask, f"{type(self).__name__}.objective")
         self.require_some(mask, f"{type(self).__name__} inputs")
+        if not isinstance(y, Tensor):
+            raise TypeError(f"labels y must be a LongTensor ({len(mask)},), got {type(y).__name__}")
         if tuple(y.shape) != (len(mask),):
             raise ValueError(f"labels y have shape {tuple(y.shape)}; expected ({len(mask)},)")
+        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+            raise TypeError(f"labels y must be integer class indices, got dtype {y.dtype}")
+        if bool(((y < 0) | (y >= self.n_classes)).any()):
+            raise ValueError(f"labels y must lie in [0, {self.n_classes}), got values in [{int(y.min())}, {int(y.max())}]")
+        y = y.to(device=mask.device, dtype=torch.long)
         z_y, z_a = self._factors(x, mask)
         f_y = self.shared_map(z_y)
         # CE(y_hat, y) with y_hat = MLP(F_y)

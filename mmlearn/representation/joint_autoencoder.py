@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import drop_modalities
+from .._checks import check_number, fill_absent
 from .base import LatentModel, gaussian_kl, reparameterize
 
 REGULARIZERS = ("l1", "kl")
@@ -65,14 +66,11 @@ class JointAutoencoder(LatentModel):
         super().__init__(shapes, stats)
         if regularizer not in REGULARIZERS:
             raise ValueError(f"unknown regularizer {regularizer!r}; expected one of {REGULARIZERS}")
-        if not 0.0 <= input_dropout < 1.0:
-            raise ValueError(f"input_dropout must lie in [0, 1), got {input_dropout}")
-        if lam < 0:
-            raise ValueError(f"lam must be >= 0, got {lam}")
-        self.latent_dim = int(latent_dim)
+        self.input_dropout = check_number(input_dropout, "input_dropout", low=0.0, high=1.0, high_open=True)
+        self.lam = check_number(lam, "lam", low=0.0)
+        self.latent_dim = check_number(latent_dim, "latent_dim", low=1, integer=True)
+        check_number(hidden, "hidden", low=1, integer=True)
         self.regularizer = regularizer
-        self.lam = float(lam)
-        self.input_dropout = float(input_dropout)
         self.encoders = self._encoder_backbones(encoders, hidden, hidden)
         width = 2 * self.latent_dim if regularizer == "kl" else self.latent_dim
         # E_m: features (B, f_m) -> code h_m (B, d), or (mu_m, logvar_m) (B, 2d) for the KL regulariser
@@ -87,8 +85,10 @@ class JointAutoencoder(LatentModel):
 
     def _fuse(self, codes: Tensor, mask: Tensor) -> Tensor:
         """Masked mean over the present modalities: (B, M, k), (B, M) -> (B, k)."""
-        w = mask.to(codes.dtype).unsqueeze(-1)  # (B, M, 1)
-        return (codes * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
+        keep = mask.unsqueeze(-1)  # (B, M, 1)
+        # select (not multiply) so that an absent code can never leak, whatever it holds
+        summed = torch.where(keep, codes, torch.zeros((), dtype=codes.dtype, device=codes.device)).sum(dim=1)
+        return summed / keep.sum(dim=1).clamp(min=1).to(codes.dtype)
 
     def _latent(self, x: dict[str, Tensor], mask: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         self.require_some(mask, f"{type(self).__name__} inputs")
@@ -139,6 +139,7 @@ class JointAutoencoder(LatentModel):
         minus ``input_dropout`` while training). ``y`` is unused.
         """
         x, mask = self.check_inputs(inputs, present)
+        self.require_rows(mask, f"{type(self).__name__}.objective")
         seen = mask
         if encode_present is not None:
             _, seen = self.check_inputs(inputs, encode_present)
@@ -150,8 +151,7 @@ class JointAutoencoder(LatentModel):
             seed = int(torch.randint(0, 2**31 - 1, (1,)))
             _, keep = drop_modalities(x, self.input_dropout, seed=seed, present=keep)
             seen = torch.stack([keep[m] for m in self.modalities], dim=1)
-        x_in = {m: x[m] * seen[:, j].reshape(-1, *([1] * len(self.shapes[m]))).to(x[m].dtype)
-                for j, m in enumerate(self.modalities)}
+        x_in = {m: fill_absent(x[m], seen[:, j]) for j, m in enumerate(self.modalities)}
         z, mu, logvar = self._latent(x_in, seen)
         recon = {}
         total = z.new_zeros(())

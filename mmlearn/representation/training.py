@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .._checks import check_finite_loss, check_number
 from ..data.batch import Batch, as_batch
 from ..train import minibatches
 
@@ -40,6 +41,7 @@ def fit_representation(
     seed: int = 0,
     device=None,
     on_epoch_end: Callable[[nn.Module, int, dict], None] | None = None,
+    on_nonfinite: str = "raise",
 ) -> dict[str, list]:
     """Minimise ``model.objective`` on ``train``; return the per-epoch history.
 
@@ -48,14 +50,26 @@ def fit_representation(
     scalar term the objective returns (``loss``, ``recon/image``, ``kl`` ...).
     Seeded: the same ``seed`` and initial weights give the same trained model.
     The model is left in eval mode (posterior means, no modality dropout).
+
+    A NaN or infinite loss stops training with
+    :class:`~mmlearn._checks.NonFiniteLossError` naming the epoch and step
+    (``on_nonfinite="raise"``); with ``on_nonfinite="warn"`` the step is
+    skipped with a warning (no update, not counted in the history).
     """
     if not hasattr(model, "objective"):
         raise TypeError(f"{type(model).__name__} has no objective(inputs, present, y) method")
-    if epochs < 0 or batch_size <= 0:
-        raise ValueError(f"epochs must be >= 0 and batch_size > 0, got {epochs} and {batch_size}")
+    epochs = check_number(epochs, "epochs", low=0, integer=True)
+    batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
+    lr = check_number(lr, "lr", low=0.0, low_open=True)
+    weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
+    seed = check_number(seed, "seed", low=0, integer=True)
+    if on_nonfinite not in ("raise", "warn"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'warn', got {on_nonfinite!r}")
     device = torch.device(device) if device is not None else torch.device("cpu")
     model.to(device)
     data: Batch = as_batch(train)
+    if data.size == 0:
+        raise ValueError("fit_representation: the training data is empty (0 rows)")
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     torch.manual_seed(seed)  # reparameterisation noise, modality dropout
     shuffle = torch.Generator().manual_seed(seed)
@@ -63,17 +77,25 @@ def fit_representation(
     for epoch in range(1, epochs + 1):
         model.train()
         sums: dict[str, float] = {}
-        for idx in minibatches(data.size, batch_size, shuffle):
+        rows = 0
+        for step, idx in enumerate(minibatches(data.size, batch_size, shuffle)):
             batch = data.index(idx).to(device)
             out = model.objective(batch.inputs, batch.present, batch.y)
             opt.zero_grad(set_to_none=True)
+            if not check_finite_loss(out["loss"], epoch=epoch, step=step, where="fit_representation",
+                                     on_nonfinite=on_nonfinite):
+                continue  # "warn": skip this update, the parameters stay finite
             out["loss"].backward()
             opt.step()
+            rows += len(idx)
             for k, v in _scalar_terms(out).items():
                 sums[k] = sums.get(k, 0.0) + v * len(idx)
         history["epoch"].append(epoch)
         for k, v in sums.items():
-            history.setdefault(k, []).append(v / data.size)
+            history.setdefault(k, []).append(v / rows)
+        for k in ["loss", *history]:  # an epoch whose every step was skipped ("warn") records NaN
+            if k != "epoch" and len(history.setdefault(k, [])) < len(history["epoch"]):
+                history[k].append(float("nan"))
         if on_epoch_end is not None:
             on_epoch_end(model, epoch, history)
     model.eval()

@@ -244,7 +244,8 @@ class MultimodalVAE(LatentModel):
         total = z.new_zeros(len(z))
         for j, m in enumerate(self.modalities):
             # -log p(x_m|z) = scale_m * 0.5 * ||x_m - D_m(z)||^2, only where x_m is a target
-            nll_m = self.likelihood_scale[j] * 0.5 * squared_error(self.decoders[m](z), x[m]) * targets[:, j]
+            nll_m = self.likelihood_scale[j] * 0.5 * squared_error(self.decoders[m](z), x[m])
+            nll_m = torch.where(targets[:, j], nll_m, torch.zeros((), dtype=nll_m.dtype, device=nll_m.device))
             total = total + nll_m
             parts[m] = parts[m] + (weight * nll_m).sum()
         return total
@@ -257,6 +258,7 @@ class MultimodalVAE(LatentModel):
         stratified mixture ELBO, or MoPoE bound), so it is minimised.
         """
         x, mask = self.check_inputs(inputs, present)
+        self.require_rows(mask, f"{type(self).__name__}.objective")
         self.require_some(mask, f"{type(self).__name__} inputs")
         mu_m, logvar_m = self.experts(x)  # (B, M, d) each
         B = len(mask)
@@ -269,13 +271,13 @@ class MultimodalVAE(LatentModel):
             subsets = list(dict.fromkeys([tuple(self.modalities)] + [(m,) for m in self.modalities]))
             for subset in subsets:
                 sel = self._subset_mask(mask, subset)  # (B, M) experts and targets of this term
-                rows = sel.any(dim=1).float()  # rows that observe any member of S
+                rows = sel.any(dim=1).to(mu_m.dtype)  # rows that observe any member of S
                 mu, logvar = product_of_experts(mu_m, logvar_m, sel | (rows == 0)[:, None],
                                                 prior=self.prior_expert)
                 z = reparameterize(mu, logvar)
                 # ELBO(x_S) = E_q[log p(x_S|z)] - beta * KL(q(z|x_S) || N(0, I))
                 kl = gaussian_kl(mu, logvar)
-                nll = self._nll(z, x, sel.float(), parts, rows)
+                nll = self._nll(z, x, sel, parts, rows)
                 neg_elbo = neg_elbo + rows * (nll + self.beta * kl)
                 kl_sum = kl_sum + (rows * kl).sum()
         elif self.posterior == "moe":
@@ -289,7 +291,7 @@ class MultimodalVAE(LatentModel):
                 log_q = torch.logsumexp(log_qk + log_w, dim=1)
                 log_p = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
                 kl = log_q - log_p  # one-sample estimate of KL(q(z|x) || p(z))
-                nll = self._nll(z, x, maskf, parts, w[:, j])
+                nll = self._nll(z, x, mask, parts, w[:, j])
                 neg_elbo = neg_elbo + w[:, j] * (nll + self.beta * kl)
                 kl_sum = kl_sum + (w[:, j] * kl).sum()
         else:
@@ -299,7 +301,7 @@ class MultimodalVAE(LatentModel):
                 w = c["weight"][:, k]  # (B,) 1/(number of subsets the row can form), or 0
                 z = reparameterize(c["mu"][:, k], c["logvar"][:, k])
                 kl = gaussian_kl(c["mu"][:, k], c["logvar"][:, k])
-                nll = self._nll(z, x, maskf, parts, w)
+                nll = self._nll(z, x, mask, parts, w)
                 neg_elbo = neg_elbo + w * (nll + self.beta * kl)
                 kl_sum = kl_sum + (w * kl).sum()
         return {"loss": neg_elbo.mean(), "recon": {m: v / B for m, v in parts.items()}, "kl": kl_sum / B}
@@ -334,6 +336,9 @@ def coherence(
     on the same device as ``model`` (the data are moved there).
     """
     batch = as_batch(data)
+    batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
+    if batch.size == 0:
+        raise ValueError("coherence: the data is empty (0 rows); the score is a share of generated samples")
     if source == target:
         raise ValueError(f"source and target are both {source!r}: coherence is about cross-modal generation")
     for m in (source, target):
