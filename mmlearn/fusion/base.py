@@ -13,7 +13,14 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_modality_dict, check_present
+from .._checks import (
+    check_finite,
+    check_float_input,
+    check_modality_dict,
+    check_number,
+    check_present,
+    fill_absent,
+)
 
 #: name -> class, filled by :func:`register_fusion`; read by dropdowns.
 FUSIONS: dict[str, type[Fusion]] = {}
@@ -61,9 +68,9 @@ class Fusion(nn.Module):
         for m, d in in_dims.items():
             if not isinstance(m, str):
                 raise TypeError(f"in_dims: modality names must be strings, got {m!r}")
-            if not isinstance(d, int) or d <= 0:
+            if isinstance(d, bool) or not isinstance(d, int) or d <= 0:
                 raise ValueError(f"in_dims[{m!r}] must be a positive int, got {d!r}")
-        if not isinstance(out_dim, int) or out_dim <= 0:
+        if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim <= 0:
             raise ValueError(f"out_dim must be a positive int, got {out_dim!r}")
         self.in_dims = dict(in_dims)
         self.out_dim = out_dim
@@ -76,27 +83,55 @@ class Fusion(nn.Module):
         """Trailing shape of each input (after the batch dimension)."""
         return {m: (d,) for m, d in self.in_dims.items()}
 
+    @property
+    def param_dtype(self) -> torch.dtype:
+        """The dtype of the module's parameters (float32 unless converted, e.g. with ``.double()``)."""
+        for t in self.parameters():
+            return t.dtype
+        for t in self.buffers():
+            if torch.is_floating_point(t):
+                return t.dtype
+        return torch.get_default_dtype()
+
     def check(
         self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Validate ``features`` and return ``(features, present)`` in ``in_dims`` order.
 
-        Absent rows are zeroed so that no module ever sees a stale value where
-        ``present`` says ``False``.
+        The shared boundary rules (``mmlearn._checks``): shapes and names are
+        checked; floating-point inputs are converted to the parameters' dtype,
+        integer/bool inputs are rejected with a ``TypeError``; NaN/inf in a
+        *present* row is a ``ValueError`` naming the modality; absent rows are
+        replaced by zeros with ``torch.where`` (never multiplied by the mask:
+        ``NaN * 0`` is ``NaN``), so no module ever sees what an absent row held.
         """
-        batch = check_modality_dict(features, self.expected_shapes(), what=f"{type(self).__name__} features")
-        first = next(iter(features.values()))
+        what = f"{type(self).__name__} features"
+        batch = check_modality_dict(features, self.expected_shapes(), what=what)
+        dtype = self.param_dtype
+        x = {m: check_float_input(features[m], m, dtype, what=what) for m in self.modalities}
+        first = x[self.modalities[0]]
         mask = check_present(present, self.modalities, batch, first.device)
-        out = {}
-        for m in self.modalities:
-            x = features[m]
-            if present is not None and not bool(mask[m].all()):
-                x = x * mask[m].reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
-            out[m] = x
+        check_finite(x, mask, what=what)
+        out = {m: fill_absent(x[m], mask[m]) for m in self.modalities}
         return out, mask
 
     def forward(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> Tensor:
         raise NotImplementedError
+
+
+def check_weights(values: Mapping[str, float], names: list[str], what: str) -> Tensor:
+    """Fixed per-modality weights ``{modality: w_m}`` -> ``(M,)`` in ``names`` order (missing names get 0).
+
+    Each ``w_m`` must be a finite number >= 0 (``check_number``: NaN does not slip through ``w < 0``),
+    and the sum must be positive. Unknown names are a ``ValueError``.
+    """
+    for m in values:
+        if m not in names:
+            raise ValueError(f"{what}: unknown modality {m!r}; expected one of {names}")
+    w = [check_number(values.get(m, 0.0), f"{what}[{m!r}]", low=0.0) for m in names]
+    if sum(w) <= 0:
+        raise ValueError(f"{what} must be non-negative with a positive sum, got {dict(values)}")
+    return torch.tensor(w, dtype=torch.float32)
 
 
 def stack_present(present: Mapping[str, Tensor], names: list[str], dtype=torch.float32) -> Tensor:

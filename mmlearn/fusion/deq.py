@@ -2,47 +2,107 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_number, row_mask
 from .base import Fusion, register_fusion
 
 SOLVERS = ("anderson", "iteration")
 
 
 # ---------------------------------------------------------------------------------------------
-# fixed-point solvers: find z with f(z) = z, for z of shape (B, n)
+# fixed-point solvers: find z with f(z) = z, for z of shape (B, n), every sample on its own
 # ---------------------------------------------------------------------------------------------
 
 
-def _relative(fz: Tensor, z: Tensor) -> float:
-    """Relative residual ``||f(z) - z|| / ||f(z)||`` over the whole batch (the DEQ code's "rel" mode)."""
-    return float((fz - z).norm() / (fz.norm() + 1e-9))
+def _row_residuals(fz: Tensor, z: Tensor) -> Tensor:
+    """Relative residual per sample, ``||f(z)_b - z_b|| / ||f(z)_b||``: (B,) (the DEQ code's "rel" mode, per row)."""
+    return (fz - z).flatten(1).norm(dim=1) / (fz.flatten(1).norm(dim=1) + 1e-9)
+
+
+class _PerSample:
+    """Per-sample bookkeeping of a solve: each row's best iterate, its residual, and whether it still iterates.
+
+    A row stops (is frozen) as soon as its own residual is below ``tol``; the
+    solvers then keep its iterate fixed. Since ``f`` acts on each row
+    separately, a row's iterates, and so its result, do not depend on the
+    other rows of the batch (up to floating-point rounding).
+    """
+
+    def __init__(self, z0: Tensor, tol: float):
+        B = z0.shape[0]
+        self.tol = tol
+        self.best = z0.clone()
+        self.best_res = torch.full((B,), math.inf, dtype=z0.dtype, device=z0.device)
+        self.best_k = torch.zeros(B, dtype=torch.long, device=z0.device)
+        self.iters = torch.zeros(B, dtype=torch.long, device=z0.device)
+        self.active = torch.ones(B, dtype=torch.bool, device=z0.device)
+        self.trace: list[float] = []
+
+    def record(self, z: Tensor, res: Tensor, k: int) -> None:
+        """Evaluation ``k`` of ``f`` gave residuals ``res`` (B,) at iterates ``z``; frozen rows are left alone."""
+        act = self.active
+        self.iters = torch.where(act, k, self.iters)
+        better = act & (res < self.best_res)  # NaN never counts as better
+        self.best = torch.where(row_mask(better, z), z, self.best)
+        self.best_res = torch.where(better, res, self.best_res)
+        self.best_k = torch.where(better, k, self.best_k)
+        # the worst residual in the batch at this step (frozen rows: the one they stopped with)
+        self.trace.append(float(torch.where(act, res, self.best_res).max()))
+        self.active = act & ~(res < self.tol)
+
+    def running(self) -> bool:
+        return bool(self.active.any())
+
+    def info(self) -> dict:
+        return {
+            "residual": float(self.best_res.max()),  # the worst sample's
+            "iterations": int(self.iters.max()),  # evaluations of f the slowest sample needed
+            "best_iteration": int(self.best_k.max()),
+            "trace": self.trace,
+            "residuals": self.best_res,  # (B,) per sample
+            "sample_iterations": self.iters,  # (B,)
+            "converged": self.best_res < self.tol,  # (B,) bool
+        }
+
+
+def _check_solver_options(max_iter, tol) -> tuple[int, float]:
+    max_iter = check_number(max_iter, "max_iter", low=1, integer=True)
+    tol = check_number(tol, "tol", low=0.0, low_open=True)
+    return max_iter, tol
 
 
 def fixed_point_iteration(f: Callable[[Tensor], Tensor], z0: Tensor, *, max_iter: int = 50, tol: float = 1e-3):
-    """Plain (Picard) iteration ``z <- f(z)`` until the relative residual is below ``tol``.
+    """Plain (Picard) iteration ``z <- f(z)``, per sample, until each sample's relative residual is below ``tol``.
 
-    Returns ``(z, info)``: ``z`` is the iterate with the lowest residual seen,
-    ``info = {"residual", "iterations", "trace"}`` where ``residual`` is
-    ``||f(z) - z|| / ||f(z)||`` at that ``z`` and ``iterations`` the number of
-    evaluations of ``f``. Converges when ``f`` is a contraction.
+    ``f`` must act on each row of ``z`` (B, n) separately. Each row iterates
+    until its own residual ``||f(z_b) - z_b|| / ||f(z_b)||`` is below ``tol``
+    (then it is frozen) or ``max_iter`` evaluations of ``f`` are spent, so one
+    hard row neither stops early nor changes the others.
+
+    Returns ``(z, info)``: ``z`` holds each row's iterate with the lowest
+    residual seen; ``info`` has ``residual`` (the worst row's, float),
+    ``iterations`` (evaluations of ``f``, the slowest row's), ``trace`` (the
+    worst residual per evaluation), and per row ``residuals``,
+    ``sample_iterations`` and ``converged``. Converges when ``f`` is a
+    contraction. ``max_iter`` must be >= 1 (with 1, ``f`` is evaluated once
+    and ``z0`` is returned with its residual); otherwise a ``ValueError``.
     """
-    z, trace = z0, []
-    best, best_res, best_k = z0, float("inf"), 0
+    max_iter, tol = _check_solver_options(max_iter, tol)
+    track = _PerSample(z0, tol)
+    z = z0
     for k in range(1, max_iter + 1):
         fz = f(z)
-        res = _relative(fz, z)
-        trace.append(res)
-        if res < best_res:
-            best, best_res, best_k = z, res, k
-        if res < tol:
+        track.record(z, _row_residuals(fz, z), k)
+        if not track.running():
             break
-        z = fz
-    return best, {"residual": best_res, "iterations": k, "best_iteration": best_k, "trace": trace}
+        z = torch.where(row_mask(track.active, z), fz, z)  # frozen rows keep their iterate
+    return track.best, track.info()
 
 
 def anderson(
@@ -59,7 +119,8 @@ def anderson(
 
     Keeps the last ``m`` iterates ``X`` and their images ``F = f(X)``, and
     takes the next iterate as the mix of them whose residuals ``G = F - X``
-    cancel best, per sample::
+    cancel best, per sample (each row has its own history and its own
+    ``alpha``: nothing is mixed across samples)::
 
         alpha = argmin_{sum alpha = 1} || alpha^T G ||^2 + lam s ||alpha||^2    (B, p)
         z_next = beta * alpha^T F + (1 - beta) * alpha^T X
@@ -67,43 +128,53 @@ def anderson(
     The constrained least squares is solved as the bordered linear system
     ``[[0, 1^T], [1, G G^T + lam s I]] [nu; alpha] = [1; 0]``. The DEQ code
     uses ``s = 1``; here ``s`` is the mean of ``diag(G G^T)`` (per sample), so
-    the regulariser keeps the same relative strength as residuals shrink.
-    Returns ``(z, info)`` like :func:`fixed_point_iteration`.
+    the regulariser keeps the same relative strength as residuals shrink. A
+    row whose system cannot be solved (singular, non-finite) takes a plain step
+    ``z <- f(z)`` instead. As in :func:`fixed_point_iteration`, each row stops
+    on its own residual (then is frozen), so a row's result does not depend on
+    the other rows. Returns ``(z, info)`` like :func:`fixed_point_iteration`.
+    Options: ``m`` >= 1 (1 is plain iteration), ``lam`` >= 0, ``beta`` in (0, 1].
     """
+    max_iter, tol = _check_solver_options(max_iter, tol)
+    m = check_number(m, "m", low=1, integer=True)
+    lam = check_number(lam, "lam", low=0.0)
+    beta = check_number(beta, "beta", low=0.0, low_open=True, high=1.0)
     B = z0.shape[0]
+    track = _PerSample(z0, tol)
     # history of the last m iterates X and their images F = f(X), each (B, n)
     xs, fs = [z0], [f(z0)]
-    xs.append(fs[0])
-    fs.append(f(xs[1]))
-    trace = [_relative(fs[0], xs[0]), _relative(fs[1], xs[1])]
-    k_best = 0 if trace[0] <= trace[1] else 1
-    best, best_res, best_k = xs[k_best], trace[k_best], k_best + 1
-    k = 2
-    while best_res >= tol and k < max_iter:
-        X, Fx = torch.stack(xs, dim=1), torch.stack(fs, dim=1)  # (B, p, n)
-        p = X.shape[1]
-        G = Fx - X  # residuals: (B, p, n)
-        GG = G @ G.transpose(1, 2)  # (B, p, p)
-        # lam relative to the mean squared residual, so it does not swamp G G^T once residuals are small
-        scale = GG.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30).view(B, 1, 1)
-        gram = GG + lam * scale * torch.eye(p, dtype=z0.dtype, device=z0.device)
-        # bordered system [[0, 1^T], [1, gram]] [nu; alpha] = [1; 0]: (B, p + 1, p + 1)
-        ones = torch.ones(B, 1, p, dtype=z0.dtype, device=z0.device)
-        top = torch.cat([torch.zeros(B, 1, 1, dtype=z0.dtype, device=z0.device), ones], dim=2)
-        H = torch.cat([top, torch.cat([ones.transpose(1, 2), gram], dim=2)], dim=1)
-        rhs = torch.zeros(B, p + 1, 1, dtype=z0.dtype, device=z0.device)
-        rhs[:, 0] = 1
-        alpha = torch.linalg.solve(H, rhs)[:, 1:]  # (B, p, 1), sums to one over p
-        # z_next = beta alpha^T F + (1 - beta) alpha^T X: (B, n)
-        z = beta * (alpha * Fx).sum(dim=1) + (1 - beta) * (alpha * X).sum(dim=1)
+    track.record(z0, _row_residuals(fs[0], z0), 1)
+    k = 1
+    while k < max_iter and track.running():
+        active = row_mask(track.active, z0)
+        if len(xs) == 1:  # first step: plain iteration
+            z = torch.where(active, fs[0], xs[0])
+        else:
+            X, Fx = torch.stack(xs, dim=1), torch.stack(fs, dim=1)  # (B, p, n)
+            p = X.shape[1]
+            G = Fx - X  # residuals: (B, p, n)
+            GG = G @ G.transpose(1, 2)  # (B, p, p), one Gram matrix per sample
+            # lam relative to the mean squared residual, so it does not swamp G G^T once residuals are small
+            scale = GG.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30).view(B, 1, 1)
+            gram = GG + lam * scale * torch.eye(p, dtype=z0.dtype, device=z0.device)
+            # bordered system [[0, 1^T], [1, gram]] [nu; alpha] = [1; 0]: (B, p + 1, p + 1)
+            ones = torch.ones(B, 1, p, dtype=z0.dtype, device=z0.device)
+            top = torch.cat([torch.zeros(B, 1, 1, dtype=z0.dtype, device=z0.device), ones], dim=2)
+            H = torch.cat([top, torch.cat([ones.transpose(1, 2), gram], dim=2)], dim=1)
+            rhs = torch.zeros(B, p + 1, 1, dtype=z0.dtype, device=z0.device)
+            rhs[:, 0] = 1
+            solution, status = torch.linalg.solve_ex(H, rhs)  # never raises: a failed row is flagged
+            alpha = solution[:, 1:]  # (B, p, 1), sums to one over p
+            ok = (status == 0) & torch.isfinite(alpha).flatten(1).all(dim=1)
+            # z_next = beta alpha^T F + (1 - beta) alpha^T X: (B, n)
+            mixed = beta * (alpha * Fx).sum(dim=1) + (1 - beta) * (alpha * X).sum(dim=1)
+            step = torch.where(row_mask(ok, mixed), mixed, fs[-1])
+            z = torch.where(active, step, xs[-1])  # frozen rows keep their iterate
         fz = f(z)
-        xs, fs = [*xs[-(m - 1):], z], [*fs[-(m - 1):], fz]
-        res = _relative(fz, z)
-        trace.append(res)
         k += 1
-        if res < best_res:
-            best, best_res, best_k = z, res, k
-    return best, {"residual": best_res, "iterations": k, "best_iteration": best_k, "trace": trace}
+        track.record(z, _row_residuals(fz, z), k)
+        xs, fs = [*xs, z][-m:], [*fs, fz][-m:]
+    return track.best, track.info()
 
 
 def solve_fixed_point(name: str, f, z0, *, max_iter: int, tol: float, **kwargs):
@@ -144,7 +215,8 @@ class PurifyCombine(nn.Module):
 
     ``z_i'`` are this iteration's branch outputs, ``G`` one shared linear
     layer (no sigmoid in the official code), ``a_i`` the presence of modality i
-    (1 when present; absent modalities leave the sum).
+    (1 when present; absent modalities leave the sum, by selection, not by a
+    multiplication that would let a NaN through).
     """
 
     def __init__(self, d: int, groups: int):
@@ -156,7 +228,8 @@ class PurifyCombine(nn.Module):
     def forward(self, z_fuse: Tensor, branches: list[Tensor], x_fuse: Tensor, present: Tensor) -> Tensor:
         # z_fuse * G(z_i' + z_fuse), one per modality: (B, M, d)
         purified = torch.stack([z_fuse * self.gate(zi + z_fuse) for zi in branches], dim=1)
-        combined = (purified * present.unsqueeze(-1)).sum(dim=1)  # (B, d)
+        keep = present.to(torch.bool).unsqueeze(-1)  # (B, M, 1)
+        combined = torch.where(keep, purified, torch.zeros_like(purified)).sum(dim=1)  # (B, d)
         return self.gn(F.relu(self.fuse(combined) + x_fuse))
 
 
@@ -181,12 +254,21 @@ class DEQFusion(Fusion):
     replaces the incoming gradient by ``g``, found with the same solver
     (``J^T g`` by one vector-Jacobian product per step).
 
+    Convergence is per sample (ours; the official code stops on the
+    batch-wide residual): each sample iterates until its own relative residual
+    is below ``tol`` and is then frozen, so a sample's output does not depend
+    on the other samples of the batch (one hard sample neither stops the
+    others early nor keeps them iterating); Anderson mixes each sample's own
+    history only. The same holds for the adjoint solve.
+
     ``P_i``: a linear map ``in_dims[i] -> d`` (the paper's modalities already
     share the width d; here they need not). ``d`` must be divisible by
     ``groups`` (GroupNorm, 4 in the paper).
 
     After each call, :attr:`last_info` holds the forward solve's ``residual``
-    (relative, ``||f(z*) - z*|| / ||f(z*)||``), ``iterations`` and ``trace``,
+    (relative, ``||f(z*) - z*|| / ||f(z*)||``, the worst sample's), ``iterations``
+    (the slowest sample's), ``trace``, and per sample ``residuals``,
+    ``sample_iterations`` and ``converged``,
     and after a backward pass ``backward_residual`` and ``backward_iterations``.
     With ``jacobian_samples > 0`` a training forward also stores
     :attr:`last_jacobian_loss`, the Hutchinson estimate ``||J||_F^2 / n`` of the paper's Jacobian
@@ -209,7 +291,8 @@ class DEQFusion(Fusion):
 
     Missing-aware: an absent modality leaves both the fusion sum and ``x_fuse``.
     ``features[m]``: (B, in_dims[m]) -> (B, out_dim).
-    Options: ``solver`` ("anderson"), ``max_iter`` (30), ``tol`` (1e-3),
+    Options (numbers checked with ``check_number``: NaN/inf and out-of-range values are a ``ValueError``):
+    ``solver`` ("anderson"), ``max_iter`` (30, >= 1), ``tol`` (1e-3, > 0),
     ``backward_max_iter`` (max_iter + 1), ``backward_tol`` (tol), ``groups`` (None: 4, 2 or 1),
     ``anderson_m`` (6), ``jacobian_samples`` (0), ``init_scale`` (0.1).
     """
@@ -236,14 +319,23 @@ class DEQFusion(Fusion):
         if groups is None:
             # the paper's 4 groups, fewer when a group would get under 8 channels (see docstring)
             groups = next(g for g in (4, 2, 1) if out_dim % g == 0 and out_dim // g >= 8 or g == 1)
+        groups = check_number(groups, "groups", low=1, integer=True)
         if out_dim % groups != 0:
             raise ValueError(f"DEQFusion: out_dim ({out_dim}) must be divisible by groups ({groups}) for GroupNorm")
-        if max_iter < 2 or tol <= 0:
-            raise ValueError(f"need max_iter >= 2 and tol > 0, got {max_iter} and {tol}")
-        self.solver, self.max_iter, self.tol = solver, int(max_iter), float(tol)
-        self.backward_max_iter = int(backward_max_iter) if backward_max_iter is not None else self.max_iter + 1
-        self.backward_tol = float(backward_tol) if backward_tol is not None else self.tol
-        self.anderson_m, self.jacobian_samples = int(anderson_m), int(jacobian_samples)
+        self.solver = solver
+        self.max_iter = check_number(max_iter, "max_iter", low=1, integer=True)
+        self.tol = check_number(tol, "tol", low=0.0, low_open=True)
+        self.backward_max_iter = (
+            check_number(backward_max_iter, "backward_max_iter", low=1, integer=True)
+            if backward_max_iter is not None
+            else self.max_iter + 1
+        )
+        self.backward_tol = (
+            check_number(backward_tol, "backward_tol", low=0.0, low_open=True) if backward_tol is not None else self.tol
+        )
+        self.anderson_m = check_number(anderson_m, "anderson_m", low=1, integer=True)
+        self.jacobian_samples = check_number(jacobian_samples, "jacobian_samples", low=0, integer=True)
+        init_scale = check_number(init_scale, "init_scale", low=0.0)
         d = out_dim
         # P_i: project every modality to the common width d
         self.inject = nn.ModuleDict({m: nn.Linear(k, d) for m, k in self.in_dims.items()})
@@ -275,14 +367,15 @@ class DEQFusion(Fusion):
         names, d = self.modalities, self.out_dim
         a = torch.stack([mask[m] for m in names], dim=1)  # (B, M) bool
         xs = [self.inject[m](x[m]) for m in names]  # x_i: (B, d) each
-        af = a.to(xs[0].dtype)
-        # x_fuse = sum_i a_i w_i x_i + b: (B, d)
-        x_fuse = sum(af[:, i : i + 1] * self.weights[i] * xs[i] for i in range(len(names))) + self.bias
+        # x_fuse = sum_i a_i w_i x_i + b: (B, d); absent modalities left out by selection
+        x_fuse = sum(
+            torch.where(a[:, i : i + 1], self.weights[i] * xs[i], torch.zeros_like(xs[i])) for i in range(len(names))
+        ) + self.bias
 
         def f(z: Tensor) -> Tensor:
             parts = z.split(d, dim=1)  # (z_1, ..., z_M, z_fuse), each (B, d)
             branches = [self.branches[m](parts[i], xs[i]) for i, m in enumerate(names)]
-            z_fuse = self.fusion_branch(parts[-1], branches, x_fuse, af)
+            z_fuse = self.fusion_branch(parts[-1], branches, x_fuse, a)
             return torch.cat([*branches, z_fuse], dim=1)
 
         return f

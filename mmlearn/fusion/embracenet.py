@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Fusion, register_fusion, stack_present
+from .._checks import check_number
+from .base import Fusion, check_weights, register_fusion, stack_present
 
 EVAL_SELECTION = ("sample", "expectation")
 
@@ -33,13 +34,30 @@ class EmbraceNetFusion(Fusion):
     Options:
 
     - ``probabilities``: ``{modality: p_m}``, a fixed prior (default uniform);
-    - ``eval_selection``: what happens in ``eval()`` mode. ``"sample"``
-      (default) follows the paper and the official code, which sample at
-      inference too; to make evaluation reproducible the draw uses a
-      generator seeded with ``seed`` on every call (same batch, same output).
-      ``"expectation"`` replaces the draw by its mean, ``e_{b,k} = sum_m
-      p_{b,m} d_{m,b,k}`` (deterministic, not in the paper). Training always samples
-      (from the global torch generator, so ``torch.manual_seed`` fixes it).
+    - ``eval_selection``: what happens in ``eval()`` mode. Training always
+      samples ``j_{b,k}`` independently per sample and component (from the
+      global torch generator, so ``torch.manual_seed`` fixes it), as the paper
+      and the official code do. The official code samples at inference too, from
+      the global generator, so a sample's prediction there depends on the draws
+      spent on the rows before it (batch size and row order); here an eval
+      output depends on its own row only:
+
+      - ``"sample"`` (default): still a draw ``j_{b,k} ~ Categorical(p_b)``, but
+        a deterministic one, by inverse CDF from uniforms ``u_k`` fixed by
+        ``seed`` and the component index ``k`` alone::
+
+            u_k ~ U[0, 1)  (k = 1..c, from a generator seeded with ``seed``)
+            j_{b,k} = min { j : sum_{i <= j} p_{b,i} > u_k }
+
+        Per sample and component this is exactly the paper's distribution, and
+        the components are independent; it differs from the paper in that the
+        draw is the same on every call (reproducible) and that two samples with
+        the same ``p_b`` (the same modalities present) use the same selection.
+        A row's output is therefore the same alone, in any batch, at any position.
+      - ``"expectation"``: the draw replaced by its mean, ``e_{b,k} = sum_m
+        p_{b,m} d_{m,b,k}`` (deterministic, smooth, not in the paper).
+
+    - ``seed``: the seed of the eval-mode uniforms ``u_k``.
 
     The official example also trains with modality dropout (each sample keeps
     one random modality half of the time): use
@@ -64,18 +82,14 @@ class EmbraceNetFusion(Fusion):
         if eval_selection not in EVAL_SELECTION:
             raise ValueError(f"eval_selection must be one of {EVAL_SELECTION}, got {eval_selection!r}")
         self.eval_selection = eval_selection
-        self.seed = int(seed)
+        self.seed = check_number(seed, "seed", integer=True)
         # W_m, b_m: docking layers d_m -> c
         self.docking = nn.ModuleDict({m: nn.Linear(d, out_dim) for m, d in self.in_dims.items()})
         if probabilities is None:
             prior = torch.ones(len(self.in_dims))
         else:
-            for m in probabilities:
-                if m not in self.in_dims:
-                    raise ValueError(f"probabilities: unknown modality {m!r}; expected one of {self.modalities}")
-            prior = torch.tensor([float(probabilities.get(m, 0.0)) for m in self.modalities])
-            if (prior < 0).any() or prior.sum() <= 0:
-                raise ValueError(f"probabilities must be non-negative with a positive sum, got {dict(probabilities)}")
+            # each p_m finite and >= 0, positive sum (NaN rejected)
+            prior = check_weights(probabilities, self.modalities, "probabilities")
         # p_m, a fixed prior (a buffer: it moves with .to(device) but is not trained)
         self.register_buffer("prior", prior / prior.sum())
 
@@ -89,33 +103,49 @@ class EmbraceNetFusion(Fusion):
 
         A sample with no modality available gets the prior (its output is zeroed in forward).
         """
-        avail = stack_present(mask, self.modalities, self.prior.dtype)  # (B, M)
-        p = self.prior * avail
+        avail = stack_present(mask, self.modalities, torch.bool)  # (B, M)
+        prior = self.prior.expand(avail.shape)
+        p = torch.where(avail, prior, torch.zeros_like(prior))
         total = p.sum(dim=1, keepdim=True)
-        return torch.where(total > 0, p / total.clamp_min(1e-12), self.prior.expand_as(p))
+        return torch.where(total > 0, p / total.clamp_min(1e-12), prior)
+
+    def eval_uniforms(self, device: torch.device | None = None) -> Tensor:
+        """The fixed uniforms ``u_k`` (c,) of eval-mode ``"sample"`` selection, from ``seed`` alone (float64)."""
+        generator = torch.Generator().manual_seed(self.seed)  # on the CPU: the same numbers on every device
+        return torch.rand(self.out_dim, generator=generator, dtype=torch.float64).to(device)
+
+    def _indices(self, p: Tensor) -> Tensor:
+        """Selected modality ``j_{b,k}`` per sample and component: (B, c)."""
+        if self.training:
+            # j_{b,k} ~ Categorical(p_b), k = 1..c, with replacement, independent draws (the paper's)
+            return torch.multinomial(p, self.out_dim, replacement=True)
+        # eval: inverse CDF at the fixed u_k, j = min { j : cdf_j > u_k }; row b uses only p_b and u
+        cdf = p.to(torch.float64).cumsum(dim=1)  # (B, M)
+        # the last modality with p > 0 gets cdf = inf: rounding can never select past it (nor an absent one)
+        positive = p > 0
+        M = p.shape[1]
+        last = (M - 1) - positive.flip(1).to(torch.int64).argmax(dim=1, keepdim=True)  # (B, 1)
+        cdf = torch.where(torch.arange(M, device=p.device) >= last, torch.full_like(cdf, float("inf")), cdf)
+        u = self.eval_uniforms(p.device).expand(p.shape[0], -1).contiguous()  # (B, c)
+        return torch.searchsorted(cdf, u, right=True)
 
     def _toggles(self, p: Tensor) -> Tensor:
         """One-hot modality choice per component: (B, c, M); the mean over c for "expectation"."""
         if not self.training and self.eval_selection == "expectation":
             return p.unsqueeze(1).expand(-1, self.out_dim, -1)
-        generator = None
-        if not self.training:
-            generator = torch.Generator(device=p.device)
-            generator.manual_seed(self.seed)
-        # j_{b,k} ~ Categorical(p_b), k = 1..c, with replacement: (B, c)
-        idx = torch.multinomial(p, self.out_dim, replacement=True, generator=generator)
-        return F.one_hot(idx, len(self.in_dims)).to(p.dtype)
+        return F.one_hot(self._indices(p), len(self.in_dims)).to(p.dtype)
 
     def _embrace(self, features, present):
         x, mask = self.check(features, present)
         # d_m: stacked (B, c, M)
         docked = torch.stack([F.relu(self.docking[m](x[m])) for m in self.modalities], dim=-1)
-        p = self.selection_probabilities(mask)  # (B, M)
+        p = self.selection_probabilities(mask).to(docked.dtype)  # (B, M)
         toggles = self._toggles(p)  # (B, c, M)
-        # e_{b,k} = sum_m toggle_{b,k,m} d_{m,b,k}: (B, c)
-        e = (docked * toggles).sum(dim=-1)
+        # e_{b,k} = sum_m toggle_{b,k,m} d_{m,b,k}: (B, c); an unselected (or absent) modality is dropped by
+        # selection, so nothing it holds can reach e
+        e = torch.where(toggles > 0, toggles * docked, torch.zeros_like(docked)).sum(dim=-1)
         anything = stack_present(mask, self.modalities, torch.bool).any(dim=1, keepdim=True)
-        return e * anything.to(e.dtype), toggles
+        return torch.where(anything, e, torch.zeros_like(e)), toggles
 
     def selection_shares(self, features, present=None) -> Tensor:
         """Fraction of the c components taken from each modality, per sample: (B, M), rows sum to 1.

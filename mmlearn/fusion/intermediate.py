@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_number
 from .base import Fusion, register_fusion
 
 
@@ -25,6 +26,8 @@ class ConcatFusion(Fusion):
 
     def __init__(self, in_dims: Mapping[str, int], out_dim: int, hidden: int = 0, dropout: float = 0.0):
         super().__init__(in_dims, out_dim)
+        hidden = check_number(hidden, "hidden", low=0, integer=True)
+        dropout = check_number(dropout, "dropout", low=0.0, high=1.0, high_open=True)
         total = sum(self.in_dims.values())
         layers: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
         if hidden > 0:

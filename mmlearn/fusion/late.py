@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from .base import Fusion, register_fusion, stack_present
+from .base import Fusion, check_weights, register_fusion, stack_present
 
 
 @register_fusion("late")
@@ -41,12 +41,8 @@ class LateFusion(Fusion):
         # g_m: one prediction head per modality
         self.heads = nn.ModuleDict({m: nn.Linear(d, out_dim) for m, d in self.in_dims.items()})
         if isinstance(weights, Mapping):
-            for m in weights:
-                if m not in self.in_dims:
-                    raise ValueError(f"weights: unknown modality {m!r}; expected one of {self.modalities}")
-            w = torch.tensor([float(weights.get(m, 0.0)) for m in self.modalities])
-            if (w < 0).any() or w.sum() <= 0:
-                raise ValueError(f"fixed weights must be non-negative with a positive sum, got {dict(weights)}")
+            # each w_m finite and >= 0, positive sum (NaN rejected, not let through by ``w < 0``)
+            w = check_weights(weights, self.modalities, "weights")
             self.register_buffer("fixed_weights", w / w.sum())
             self.logits = None
         elif weights == "uniform":
@@ -64,7 +60,8 @@ class LateFusion(Fusion):
         base = self.fixed_weights if self.logits is None else torch.softmax(self.logits, dim=0)
         w = base.expand(batch, -1)
         if present is not None:
-            w = w * stack_present(present, self.modalities, w.dtype)
+            # absent -> weight exactly 0 (selected, not multiplied), then renormalise over the present ones
+            w = torch.where(stack_present(present, self.modalities, torch.bool), w, torch.zeros_like(w))
             w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
         return w
 
@@ -79,5 +76,5 @@ class LateFusion(Fusion):
         preds = torch.stack([self.heads[m](x[m]) for m in self.modalities], dim=1)
         # w_m: (B, M, 1)
         w = self.modality_weights(mask if present is not None else None, preds.shape[0]).unsqueeze(-1)
-        # sum_m w_m g_m(x_m): (B, out_dim)
-        return (w * preds).sum(dim=1)
+        # sum_m w_m g_m(x_m): (B, out_dim); a modality with weight 0 (absent) is dropped by selection
+        return torch.where(w > 0, w * preds, torch.zeros_like(preds)).sum(dim=1)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_number
 from .base import Fusion, register_fusion
 from .early import ACTIVATIONS
 from .tensor import append_one
@@ -44,8 +45,7 @@ class LowRankFusion(Fusion):
         learn_lambda: bool = True,
     ):
         super().__init__(in_dims, out_dim)
-        if not isinstance(rank, int) or rank <= 0:
-            raise ValueError(f"rank must be a positive int, got {rank!r}")
+        rank = check_number(rank, "rank", low=1, integer=True)
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
         self.rank = rank

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_number
 from .base import Fusion, register_fusion
 from .early import ACTIVATIONS
 
@@ -39,13 +40,35 @@ class TensorFusion(Fusion):
 
     ``features[m]``: (B, in_dims[m]) for any M >= 1 -> (B, out_dim).
     Options: ``activation`` (``"relu"``), ``dropout`` on ``vec(Z)``.
+
+    Size guard: the weight ``W`` has ``prod_m (d_m + 1) * out_dim`` entries
+    (5 modalities of width 64 and ``out_dim`` 32 would need about 37 G weights,
+    148 GB in float32). Construction refuses a ``W`` with more than
+    :attr:`max_weights` entries (50 M, 200 MB in float32) with a ``ValueError``
+    that gives the tensor width and the parameter count; raise the class
+    attribute (``TensorFusion.max_weights = ...``) if you really mean it, or
+    use :class:`~mmlearn.fusion.LowRankFusion`.
     """
+
+    #: the largest weight ``W`` (entries) that construction accepts; a class attribute so it can be raised
+    max_weights: int = 50_000_000
 
     def __init__(self, in_dims: Mapping[str, int], out_dim: int, activation: str = "relu", dropout: float = 0.0):
         super().__init__(in_dims, out_dim)
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+        dropout = check_number(dropout, "dropout", low=0.0, high=1.0, high_open=True)
         self.tensor_dim = math.prod(d + 1 for d in self.in_dims.values())
+        n_weights = self.tensor_dim * out_dim
+        if n_weights > self.max_weights:
+            widths = " x ".join(f"({d} + 1)" for d in self.in_dims.values())
+            raise ValueError(
+                f"TensorFusion: the tensor width prod_m (d_m + 1) = {widths} = {self.tensor_dim:,} times "
+                f"out_dim {out_dim} needs {n_weights + out_dim:,} parameters "
+                f"({4 * (n_weights + out_dim) / 1e9:.1f} GB in float32), over TensorFusion.max_weights = "
+                f"{self.max_weights:,}; use LowRankFusion (make_fusion('low_rank', ...)), which needs "
+                "rank * sum_m (d_m + 1) * out_dim, or smaller features, or raise TensorFusion.max_weights"
+            )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         # W, b: the linear map on vec(Z)
         self.linear = nn.Linear(self.tensor_dim, out_dim)
