@@ -1,0 +1,28 @@
+"""Efficiency: which modalities to collect, which fusion to use, and what a model costs.
+
+- :func:`greedy_modality_selection` / :func:`brute_force_selection` with the utilities
+  :func:`mutual_information_utility` and :func:`accuracy_utility` (Cheng et al., UAI 2022);
+- :func:`efficiency_profile` (parameters, FLOPs, latency, memory, accuracy) and :func:`pareto_front`.
+"""
+
+from .profile import EfficiencyProfile, count_flops, count_parameters, efficiency_profile, pareto_front
+from .selection import (
+    SelectionResult,
+    accuracy_utility,
+    brute_force_selection,
+    greedy_modality_selection,
+    mutual_information_utility,
+)
+
+__all__ = [
+    "EfficiencyProfile",
+    "SelectionResult",
+    "accuracy_utility",
+    "brute_force_selection",
+    "count_flops",
+    "count_parameters",
+    "efficiency_profile",
+    "greedy_modality_selection",
+    "mutual_information_utility",
+    "pareto_front",
+]
