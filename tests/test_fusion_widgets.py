@@ -165,3 +165,38 @@ def test_fusion_panel_rejects_models_on_other_modalities(trained):
         FusionPanel(models, test.select(["x1"]))
     with pytest.raises(ValueError, match="'nope'"):
         FusionPanel(models, test, selected="nope")
+
+
+def test_fusion_figures_label_every_line_and_show_log_axes_by_decade():
+    rows = [{"dataset": "A", "fusion": "late", "accuracy": 0.5, "params": 100, "train_s": 0.1}]
+    fig = fusion_comparison_figure(rows, chance={"A": 0.5})
+    assert [(s.name, s.showlegend) for s in fig.layout.shapes] == [("chance (A, 50%)", True)]
+    assert fig.layout.yaxis2.dtick == 1  # labels at 10, 100, 1000: no stray 2 and 5 between decades
+    fig = solver_trace_figure({"plain": [1, 0.5]}, tol=1e-3)
+    assert fig.layout.yaxis.dtick == 1 and fig.layout.shapes[0].name == "tolerance (0.001)"
+    assert not fig.layout.annotations
+    assert tfn_lmf_cost_figure([2, 3], [100, 1000], {"r": [50, 70]}).layout.yaxis.dtick == 1
+    fig = fusion_panel_figure({"a": 0.7}, {"a": 0.8}, "a", None, modalities=["x1", "x2"], chance=0.25,
+                              previews={"x1": np.arange(4.0), "x2": np.ones((3, 2))})
+    assert [type(t).__name__ for t in fig.data] == ["Bar", "Scatter", "Bar", "Heatmap", "Heatmap"]
+    assert np.asarray(fig.data[3].z).tolist() == [[0.0, 1.0, 2.0, 3.0]] and fig.layout.shapes[0].name == "chance (25%)"
+    assert fig.layout.width is None
+
+
+def test_fusion_panel_shows_the_corrupted_input_and_disables_unused_sliders(trained):
+    models, train, test = trained
+    stats = modality_stats(train.inputs)
+    panel = FusionPanel(models, test, stats=stats, sample=3)
+    fig = panel.figure
+    np.testing.assert_allclose(np.asarray(fig.data[3].z)[0], test.inputs["x1"][3].numpy(), rtol=1e-6)
+    panel.controls["x1_noise"].value = 0.6
+    noisy = add_noise(test.inputs, {"x1": 0.6}, seed=0, stats=stats)["x1"][3].numpy()
+    np.testing.assert_allclose(np.asarray(fig.data[3].z)[0], noisy, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(fig.data[4].z)[0], test.inputs["x2"][3].numpy(), rtol=1e-6)
+    assert not panel.controls["x2_noise"].disabled
+    panel.controls["x2_on"].value = False
+    assert panel.controls["x2_noise"].disabled and not panel.controls["x1_noise"].disabled
+    assert np.abs(np.asarray(fig.data[4].z)).sum() == 0
+    panel.controls["x2_on"].value = True
+    assert not panel.controls["x2_noise"].disabled
+    assert fig.layout.shapes[0].name.startswith("chance") and fig.layout.shapes[0].showlegend

@@ -61,3 +61,34 @@ def test_accuracy_confusion_figure():
     fig = viz.accuracy_confusion_figure({"clean": 0.9, "now": 0.5}, np.array([[2, 0], [1, 1]]))
     assert list(fig.data[0].y) == [0.9, 0.5]
     np.testing.assert_allclose(np.asarray(fig.data[1].z), [[1, 0], [0.5, 0.5]])
+
+
+def test_training_curves_name_the_evaluation_split_as_asked():
+    h = {"epoch": [1, 2], "train_loss": [1.0, 0.5], "train_acc": [0.5, 0.7], "eval_loss": [1.1, 0.6], "eval_acc": [0.4, 0.6]}
+    fig = viz.training_curves({"a": h}, title="solid = train, dashed = test", eval_label="test")
+    assert [t.name for t in fig.data if t.showlegend] == ["a (train)", "a (test)"]
+    assert [t.line.dash for t in fig.data if t.name == "a (test)"] == ["dash", "dash"]
+
+
+def test_image_grid_with_axes_and_a_shared_colour_bar():
+    a, b = np.zeros((4, 5)), np.full((4, 5), 3.0)
+    grid = viz.image_grid([a, b], cols=2, origin="lower", axis_titles=("frame", "mel band"), colorbar_title="log energy")
+    assert [t.showscale for t in grid.data] == [True, False]
+    assert grid.data[0].colorbar.title.text == "log energy"
+    assert (grid.data[0].zmin, grid.data[0].zmax) == (0.0, 3.0) and grid.data[1].zmax == 3.0
+    assert grid.layout.xaxis.title.text == "frame" and grid.layout.yaxis.title.text == "mel band"
+    assert grid.layout.yaxis2.title.text is None  # one y title per row
+    assert grid.layout.xaxis.visible is not False
+
+
+def test_reference_lines_are_named_in_the_legend():
+    fig = viz.subset_accuracy_figure({"image": 0.7}, chance=0.1)
+    assert [(s.name, s.showlegend) for s in fig.layout.shapes] == [("chance (10%)", True)]
+    fig = viz.accuracy_confusion_figure({"clean": 0.9, "now": 0.5}, np.eye(2, dtype=int),
+                                        references={"image removed": 0.7}, chance=0.5,
+                                        previews={"image": np.eye(8), "audio": np.ones((20, 20))})
+    assert [s.name for s in fig.layout.shapes] == ["image removed (70%)", "chance (50%)"]
+    assert [s.y0 for s in fig.layout.shapes] == [0.7, 0.5]
+    assert [type(t).__name__ for t in fig.data] == ["Bar", "Heatmap", "Heatmap", "Heatmap"]
+    assert fig.layout.yaxis3.autorange == "reversed" and fig.layout.yaxis4.title.text == "mel band"
+    assert fig.layout.width is None

@@ -1,6 +1,7 @@
 """The modality panel: layer 1 (evaluate_condition) and the panel driven by control values."""
 
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,3 +88,69 @@ def test_panel_caches_results_per_state(trained):
     panel.controls["x1_noise"].value = 0.0  # the initial state: cached at build time
     panel.controls["x1_noise"].value = 0.5  # cached
     assert len(calls) == 1
+
+
+# ---------------------------------------------------------------- reference lines, input preview, disabled controls
+from mmlearn.widgets.modality import (  # noqa: E402
+    chance_accuracy,
+    corrupt_batch,
+    noise_controls_disabled,
+    preview_ranges,
+    removed_references,
+)
+
+
+def test_noise_controls_disabled_follows_the_checkboxes():
+    state = {"x1_on": False, "x1_noise": 0.3, "x2_on": True, "x2_noise": 0.0}
+    assert noise_controls_disabled(state, ["x1", "x2"]) == {"x1_noise": True, "x2_noise": False}
+    assert noise_controls_disabled({}, ["image"]) == {"image_noise": False}
+
+
+def test_chance_and_removed_references(trained):
+    model, test = trained
+    assert chance_accuracy(torch.tensor([0, 0, 1])) == pytest.approx(2 / 3)
+    assert chance_accuracy(torch.tensor([2, 2, 2, 1]), 5) == pytest.approx(0.75)
+    refs = removed_references(model, test)
+    assert list(refs) == ["x1 removed", "x2 removed"]
+    assert refs["x2 removed"] == pytest.approx(evaluate_condition(model, test, {"x2": False})["accuracy"])
+    assert refs["x1 removed"] != refs["x2 removed"]  # x2 is the noisier view here: losing it costs less
+    assert removed_references(model, test.select(["x1"])) == {}
+
+
+def test_panel_disables_the_noise_slider_of_a_switched_off_modality(trained):
+    model, test = trained
+    panel = ModalityPanel(model, test)
+    assert not panel.controls["x1_noise"].disabled
+    panel.controls["x1_on"].value = False
+    assert panel.controls["x1_noise"].disabled and not panel.controls["x2_noise"].disabled
+    panel.controls["x1_on"].value = True
+    assert not panel.controls["x1_noise"].disabled
+
+
+def test_panel_shows_the_corrupted_input_and_labelled_reference_lines(trained):
+    model, test = trained
+    panel = ModalityPanel(model, test, sample=5)
+    fig = panel.figure
+    assert [type(t).__name__ for t in fig.data] == ["Bar", "Heatmap", "Heatmap", "Heatmap"]
+    np.testing.assert_allclose(np.asarray(fig.data[2].z)[0], test.inputs["x1"][5].numpy(), rtol=1e-6)
+    # every line is named in the legend: chance and the accuracy with each modality removed
+    names = [s.name for s in fig.layout.shapes]
+    assert all(s.showlegend for s in fig.layout.shapes)
+    refs = removed_references(model, test, stats=panel.stats)
+    assert names == [f"x1 removed ({refs['x1 removed']:.0%})", f"x2 removed ({refs['x2 removed']:.0%})",
+                     f"chance ({chance_accuracy(test.y):.0%})"]
+    assert fig.layout.shapes[0].y0 == pytest.approx(refs["x1 removed"])
+    panel.controls["x1_noise"].value = 0.5
+    noisy = corrupt_batch(test, None, {"x1": 0.5}, stats=panel.stats).inputs["x1"][5].numpy()
+    np.testing.assert_allclose(np.asarray(fig.data[2].z)[0], noisy, rtol=1e-5)
+    assert not np.allclose(noisy, test.inputs["x1"][5].numpy())
+    panel.controls["x2_on"].value = False  # what the model receives: zeros
+    assert np.abs(np.asarray(fig.data[3].z)).sum() == 0
+    lo, hi = preview_ranges(test, 5, panel.stats)["x1"]
+    assert fig.data[2].zmin == pytest.approx(lo) and fig.data[2].zmax == pytest.approx(hi)
+
+
+def test_panel_figure_fits_the_output_area(trained):
+    model, test = trained
+    fig = ModalityPanel(model, test).figure
+    assert fig.layout.width is None or fig.layout.width <= 860

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .core import LAYOUT, PALETTE, modality_color
+from .core import LAYOUT, PALETTE, modality_color, preview_array
 
 SELECTED_COLOR = "#d62728"
 OTHER_COLOR = "#9ecae1"
@@ -50,9 +50,10 @@ def fusion_comparison_figure(rows: Sequence[Mapping], title: str = "Fusion metho
                                  hovertemplate=f"{ds}<br>%{{x}}: %{{customdata}}<extra></extra>"),
                           row=row, col=1)
         if chance and ds in chance:
-            fig.add_hline(y=chance[ds], line_dash="dot", line_color=color, row=1, col=1)
+            fig.add_hline(y=chance[ds], line_dash="dot", line_color=color, row=1, col=1,
+                          name=f"chance ({ds}, {chance[ds]:.0%})", showlegend=True, legendgroup=ds)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.05], row=1, col=1)
-    fig.update_yaxes(title_text="parameters", type="log", row=2, col=1)
+    fig.update_yaxes(title_text="parameters", type="log", dtick=1, row=2, col=1)
     fig.update_yaxes(title_text="seconds", row=3, col=1)
     fig.update_xaxes(title_text="fusion method", row=3, col=1)
     fig.update_layout(title=title, barmode="group", height=780, legend_title_text="dataset",
@@ -62,19 +63,34 @@ def fusion_comparison_figure(rows: Sequence[Mapping], title: str = "Fusion metho
 
 def fusion_panel_figure(accuracy: Mapping[str, float], reference: Mapping[str, float], selected: str,
                         weights: Mapping[str, float] | None, weight_label: str = "per-modality weight",
-                        modalities: Sequence[str] = (), title: str = "") -> go.Figure:
+                        modalities: Sequence[str] = (), title: str = "", *, chance: float | None = None,
+                        previews: Mapping[str, object] | None = None,
+                        preview_ranges: Mapping[str, tuple[float, float]] | None = None,
+                        preview_label: str = "input now") -> go.Figure:
     """Left: accuracy of every fusion under the current condition (the selected one highlighted)
-    with each one's clean accuracy as a marker. Right: the selected fusion's mean
-    per-modality weights (gates, selection shares), or an empty panel with a note.
+    with each one's clean accuracy as a marker and a labelled chance line. Right: the selected
+    fusion's mean per-modality weights (gates, selection shares), or an empty panel with a note;
+    with ``previews`` (``{modality: one input}``), under it the corrupted input of one test sample.
 
     The figure of :class:`mmlearn.widgets.FusionPanel`; its traces are updated in place:
-    trace 0 current accuracy bars, trace 1 clean markers, trace 2 weight bars.
+    trace 0 current accuracy bars, trace 1 clean markers, trace 2 weight bars, traces ``3 ..``
+    the previews in the order of ``previews``.
     """
     names = list(accuracy)
     if selected not in accuracy:
         raise ValueError(f"selected fusion {selected!r} is not among {names}")
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.68, 0.32], horizontal_spacing=0.1,
-                        subplot_titles=("accuracy of every fusion now", "weights of the selected fusion"))
+    previews = dict(previews or {})
+    n_prev = len(previews)
+    if n_prev:
+        specs = [[{"rowspan": 2}, {"colspan": n_prev}] + [None] * (n_prev - 1),
+                 [None] + [{} for _ in range(n_prev)]]
+        fig = make_subplots(rows=2, cols=1 + n_prev, specs=specs, column_widths=[0.6] + [0.4 / n_prev] * n_prev,
+                            row_heights=[0.5, 0.5], horizontal_spacing=0.08, vertical_spacing=0.2,
+                            subplot_titles=["accuracy of every fusion now", "weights of the selected fusion"]
+                            + [f"{m}: {preview_label}" if i == 0 else m for i, m in enumerate(previews)])
+    else:
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.68, 0.32], horizontal_spacing=0.1,
+                            subplot_titles=("accuracy of every fusion now", "weights of the selected fusion"))
     values = [float(accuracy[n]) for n in names]
     fig.add_trace(go.Bar(x=names, y=values, name="now", text=[f"{v:.0%}" for v in values], textposition="outside",
                          marker_color=[SELECTED_COLOR if n == selected else OTHER_COLOR for n in names]),
@@ -87,10 +103,28 @@ def fusion_panel_figure(accuracy: Mapping[str, float], reference: Mapping[str, f
     fig.add_trace(go.Bar(x=mods, y=w, name=weight_label, showlegend=False, text=[f"{v:.2f}" for v in w],
                          textposition="outside", marker_color=[modality_color(m, i) for i, m in enumerate(mods)]),
                   row=1, col=2)
+    for i, (m, x) in enumerate(previews.items()):
+        lo, hi = (preview_ranges or {}).get(m, (None, None))
+        z = preview_array(x)
+        spectrogram = m == "audio"
+        fig.add_trace(go.Heatmap(z=z, colorscale="Viridis" if spectrogram else "gray_r", zmin=lo, zmax=hi,
+                                 showscale=False, showlegend=False, hovertemplate=f"{m}: %{{z:.2f}}<extra></extra>"),
+                      row=2, col=2 + i)
+        fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, constrain="domain",
+                         title_text="time frame" if spectrogram else "", title_standoff=2, title_font_size=11,
+                         row=2, col=2 + i)
+        fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, constrain="domain",
+                         autorange=True if spectrogram else "reversed", title_text="mel band" if spectrogram else "",
+                         title_standoff=2, title_font_size=11, row=2, col=2 + i,
+                         **({} if spectrogram or z.shape[0] == 1 else
+                            {"scaleanchor": fig.get_subplot(2, 2 + i).xaxis.plotly_name.replace("axis", "")}))
+    if chance is not None:
+        fig.add_hline(y=float(chance), line_dash="dot", line_color="grey", name=f"chance ({float(chance):.0%})",
+                      showlegend=True, row=1, col=1)
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.12], row=1, col=1)
     fig.update_yaxes(title_text=weight_label, range=[0, 1.12], row=1, col=2)
     fig.update_xaxes(tickangle=-30, row=1, col=1)
-    fig.update_layout(title=title, height=460, legend=dict(orientation="h", y=-0.38),
+    fig.update_layout(title=title, height=520 if n_prev else 460, legend=dict(orientation="h", y=-0.3, x=0),
                       **{**LAYOUT, "margin": dict(l=60, r=20, t=90, b=120)})
     return fig
 
@@ -103,8 +137,9 @@ def solver_trace_figure(traces: Mapping[str, Sequence[float]], tol: float | None
         fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=list(values), mode="lines+markers", name=name,
                                  line=dict(color=PALETTE[i % len(PALETTE)])))
     if tol is not None:
-        fig.add_hline(y=tol, line_dash="dot", line_color="grey", annotation_text="tolerance")
-    fig.update_layout(title=title, xaxis_title="evaluations of f", yaxis=dict(title="relative residual", type="log"),
+        fig.add_hline(y=tol, line_dash="dot", line_color="grey", name=f"tolerance ({tol:g})", showlegend=True)
+    fig.update_layout(title=title, xaxis_title="evaluations of f",
+                      yaxis=dict(title="relative residual", type="log", dtick=1),
                       height=380, **LAYOUT)
     return fig
 
@@ -142,5 +177,6 @@ def tfn_lmf_cost_figure(modalities: Sequence[int], tfn_params: Sequence[int], lm
         fig.add_trace(go.Scatter(x=list(modalities), y=list(values), mode="lines+markers", name=label,
                                  line=dict(color=PALETTE[i % 3])))
     fig.update_layout(title=title, xaxis=dict(title="number of modalities M", dtick=1),
-                      yaxis=dict(title="parameters", type="log"), height=360, **LAYOUT)
+                      yaxis=dict(title="parameters", type="log", dtick=1),
+                      height=360, **LAYOUT)
     return fig

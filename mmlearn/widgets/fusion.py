@@ -18,7 +18,8 @@ from ..data import as_batch, modality_stats
 from ..fusion import EmbraceNetFusion, GatedFusion, LateFusion
 from ..viz import fusion_panel_figure
 from .base import Panel
-from .modality import corrupt_batch
+from ..viz.core import preview_array
+from .modality import chance_accuracy, corrupt_batch, noise_controls_disabled, preview_ranges
 
 #: what the weight panel shows for each kind of fusion
 WEIGHT_LABELS = {
@@ -105,11 +106,14 @@ class FusionPanel(Panel):
     method's accuracy under the current condition (the selected one
     highlighted, clean accuracy as a marker); the right one the selected
     method's mean per-modality weights where it has them (gated fusion,
-    EmbraceNet, late fusion).
+    EmbraceNet, late fusion), and under them test sample ``sample`` as the
+    models receive it (noisy, or zero-filled when switched off). A labelled
+    line marks chance; a modality's noise slider is disabled while it is off.
     """
 
     def __init__(self, models: Mapping[str, torch.nn.Module], data, *, stats=None, seed: int = 0,
-                 selected: str | None = None, title: str = "Fusion methods under missing and noisy modalities"):
+                 selected: str | None = None, sample: int = 0,
+                 title: str = "Fusion methods under missing and noisy modalities"):
         if not models:
             raise ValueError("FusionPanel needs at least one trained model")
         self.models = dict(models)
@@ -120,6 +124,7 @@ class FusionPanel(Panel):
                 raise ValueError(f"model {name!r} uses modalities {model.modalities}, the data has {self.modalities}")
         self.stats = dict(stats) if stats is not None else modality_stats(self.data.inputs)
         self.seed = seed
+        self.sample = sample
         self._conditions: dict = {}
         names = list(self.models)
         selected = selected if selected is not None else next((n for n in ("gated", "embracenet") if n in names),
@@ -136,10 +141,30 @@ class FusionPanel(Panel):
         self.reference = self._evaluate(tuple(True for _ in self.modalities), tuple(0.0 for _ in self.modalities))
         first = self._result(selected, self.reference)
         figure = fusion_panel_figure(first["accuracy"], first["reference"], selected, first["weights"],
-                                     first["weight_label"], self.modalities, title=self._title(first))
+                                     first["weight_label"], self.modalities, title=self._title(first),
+                                     chance=chance_accuracy(self.data.y), previews=first["preview"],
+                                     preview_ranges=preview_ranges(self.data, sample, self.stats),
+                                     preview_label=f"test sample {sample} now")
         super().__init__(controls, figure, title)
         self._cache[self._key(self.state())] = first
         self.last_result = first
+        for m in self.modalities:
+            controls[f"{m}_on"].observe(self.sync_controls, names="value")
+
+    def sync_controls(self, change=None) -> None:
+        """Disable the noise slider of every modality that is switched off (it would do nothing)."""
+        for name, disabled in noise_controls_disabled(self.state(), self.modalities).items():
+            self.controls[name].disabled = disabled
+
+    def _preview(self, enabled: tuple, noise: tuple) -> dict:
+        """Test sample ``self.sample`` under one condition, as the models receive it."""
+        key = ("preview", enabled, noise)
+        if key not in self._conditions:
+            # the whole batch, as evaluate_fusions corrupts it: the same noise draw for this row
+            batch = corrupt_batch(self.data, dict(zip(self.modalities, enabled)), dict(zip(self.modalities, noise)),
+                                  seed=self.seed, stats=self.stats)
+            self._conditions[key] = {m: x[self.sample].numpy() for m, x in batch.inputs.items()}
+        return self._conditions[key]
 
     def _evaluate(self, enabled: tuple, noise: tuple) -> dict:
         """All models under one condition, cached: the dropdown alone never re-evaluates."""
@@ -150,9 +175,11 @@ class FusionPanel(Panel):
                 seed=self.seed, stats=self.stats)
         return self._conditions[key]
 
-    def _result(self, selected: str, evaluated: dict) -> dict:
+    def _result(self, selected: str, evaluated: dict, preview: dict | None = None) -> dict:
         chosen = evaluated[selected]
         return {
+            "preview": preview if preview is not None else self._preview(tuple(True for _ in self.modalities),
+                                                                         tuple(0.0 for _ in self.modalities)),
             "selected": selected,
             "accuracy": {n: r["accuracy"] for n, r in evaluated.items()},
             "reference": {n: r["accuracy"] for n, r in self.reference.items()},
@@ -173,7 +200,7 @@ class FusionPanel(Panel):
         if not any(enabled):
             raise ValueError("Every modality is switched off: switch at least one on to see a prediction.")
         noise = tuple(round(float(state[f"{m}_noise"]), 6) for m in self.modalities)
-        return self._result(state["fusion"], self._evaluate(enabled, noise))
+        return self._result(state["fusion"], self._evaluate(enabled, noise), self._preview(enabled, noise))
 
     def draw(self, result: dict) -> None:
         names = list(result["accuracy"])
@@ -191,4 +218,6 @@ class FusionPanel(Panel):
             weight_bars.y = [0.0] * len(self.modalities)
             weight_bars.text = ["n/a"] * len(self.modalities)
             self.figure.layout.yaxis2.title.text = f"{result['selected']}: no per-modality weights"
+        for trace, m in zip(self.figure.data[3:], self.modalities):
+            trace.z = preview_array(result["preview"][m]).tolist()
         self.figure.layout.title.text = self._title(result)
