@@ -51,13 +51,14 @@ class AvailableModalityFusion(Fusion):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> Tensor:
-        _, mask = self.check(features, present)  # validates names, shapes, batch sizes and the mask
-        first = features[self.modalities[0]]
+        # names, shapes, dtype and the mask checked; NaN/inf in present rows rejected; absent rows zero-filled
+        x, mask = self.check(features, present)
+        first = x[self.modalities[0]]
         z = first.new_zeros(first.shape[0], self.out_dim)
         for m in self.modalities:
-            # absent rows replaced by 0 (selection, not multiplication), then their term dropped too
-            x = fill_absent(features[m], mask[m])
-            term = self.maps[m](x)  # (B, out_dim)
+            # fill_absent again: a no-op after check, kept so that this module alone guarantees it
+            term = self.maps[m](fill_absent(x[m], mask[m]))  # (B, out_dim)
+            # the term of an absent modality is dropped (selection, not multiplication)
             z = z + torch.where(mask[m][:, None], term, torch.zeros_like(term))
         if self.normalize == "mean":
             count = stack_present(mask, self.modalities, z.dtype).sum(dim=1, keepdim=True)  # (B, 1)
