@@ -24,6 +24,17 @@ from mmlearn.interactions.pid import (
     pid_from_samples,
 )
 
+_LAZY = {"pid_batch": "mmlearn.interactions.batch", "sinkhorn_coupling": "mmlearn.interactions.batch"}
+
+
+def __getattr__(name):  # torch-based parts are imported on first use
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mmlearn.interactions' has no attribute {name!r}")
+
+
 __all__ = [
     "PIDResult",
     "SynergyBounds",
@@ -33,5 +44,7 @@ __all__ = [
     "joint_histogram",
     "mutual_information_bits",
     "pid",
+    "pid_batch",
     "pid_from_samples",
+    "sinkhorn_coupling",
 ]
