@@ -223,3 +223,174 @@ def test_make_latent_views_bad_arguments():
         make_latent_views(10, noise={"x3": 1.0})
     with pytest.raises(ValueError, match="unique_dim"):
         make_latent_views(10, synergy=1.0, unique_dim=1)
+
+
+# ---------------------------------------------------------------- no silent NaN (add_noise, drop_modalities)
+
+
+def test_add_noise_takes_stats_over_present_rows_and_leaves_absent_rows_alone():
+    x = _inputs(40)
+    present = {"image": torch.arange(40) % 3 != 0, "audio": torch.ones(40, dtype=torch.bool)}
+    poisoned = {m: v.clone() for m, v in x.items()}
+    poisoned["image"][~present["image"]] = float("nan")
+    out = add_noise(poisoned, 0.5, seed=3, present=present)
+    kept = present["image"]
+    assert torch.isfinite(out["image"][kept]).all() and torch.isfinite(out["audio"]).all()
+    assert out["image"][~kept].isnan().all()  # absent rows come back unchanged
+    # the same as computing the statistics on the present rows by hand
+    rows = x["image"][kept]
+    stats = {"image": (float(rows.mean()), float(rows.std())), "audio": (float(x["audio"].mean()), float(x["audio"].std()))}
+    ref = add_noise(x, 0.5, seed=3, stats=stats)
+    torch.testing.assert_close(out["image"][kept], ref["image"][kept])
+    torch.testing.assert_close(out["audio"], ref["audio"])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_add_noise_rejects_non_finite_present_rows(bad):
+    x = _inputs(10)
+    x["audio"][7, 1, 1] = bad
+    with pytest.raises(ValueError, match=r"\['audio'\] holds NaN or inf in 1 present row\(s\) \(first: \[7\]\)"):
+        add_noise(x, 0.5)
+    with pytest.raises(ValueError, match=r"'audio'"):
+        add_noise(x, 0.5, stats={"image": (0.0, 1.0), "audio": (1.0, 3.0)})
+    ok = add_noise(x, 0.5, present={"audio": torch.arange(10) != 7})
+    assert torch.isfinite(ok["image"]).all()
+
+
+def test_add_noise_rejects_bad_stats_dtypes_and_seeds():
+    x = _inputs(10)
+    with pytest.raises(ValueError, match="std must be >= 0"):
+        add_noise(x, 0.5, stats={"audio": (0.0, -1.0)})
+    with pytest.raises(ValueError, match="mean must be finite"):
+        add_noise(x, 0.5, stats={"audio": (float("nan"), 1.0)})
+    with pytest.raises(TypeError, match=r"\['image'\] has dtype torch.int64"):
+        add_noise({"image": torch.ones(3, 2, dtype=torch.long)}, 0.5)
+    with pytest.raises(TypeError, match="seed"):
+        add_noise(x, 0.5, seed=1.5)
+
+
+def test_add_noise_seed_none_is_random_and_modalities_have_their_own_streams():
+    same = {"a": torch.zeros(200, 5), "b": torch.zeros(200, 5)}
+    stats = {"a": (0.0, 1.0), "b": (0.0, 1.0)}
+    r1, r2 = add_noise(same, 1.0, seed=None, stats=stats), add_noise(same, 1.0, seed=None, stats=stats)
+    assert not torch.equal(r1["a"], r2["a"])  # fresh randomness each call
+    for out in (r1, add_noise(same, 1.0, seed=4, stats=stats)):
+        assert not torch.equal(out["a"], out["b"])  # one stream per modality
+        assert abs(float(torch.corrcoef(torch.stack([out["a"].flatten(), out["b"].flatten()]))[0, 1])) < 0.1
+    # an int seed stays deterministic (and the stream of modality i is seed * 1009 + i, as before)
+    g = torch.Generator().manual_seed(4 * 1009 + 1)
+    torch.testing.assert_close(add_noise(same, 1.0, seed=4, stats=stats)["b"], torch.randn(200, 5, generator=g))
+
+
+def test_drop_modalities_never_leaks_absent_rows_and_seed_none_is_random():
+    x = _inputs(300)
+    x["image"][::2] = float("nan")
+    before = {"image": torch.arange(300) % 2 == 1}  # the NaN rows are already absent
+    out, present = drop_modalities(x, 0.4, seed=1, present=before, keep_one=False)
+    assert not present["image"][::2].any()
+    absent = ~present["image"]
+    assert torch.equal(out["image"][absent], torch.zeros_like(out["image"][absent]))  # zeros, not NaN * 0 = NaN
+    assert torch.isfinite(out["image"]).all()
+    assert torch.equal(out["image"][~absent], x["image"][~absent])
+    _, p1 = drop_modalities(x, 0.5, seed=None)
+    _, p2 = drop_modalities(x, 0.5, seed=None)
+    assert not torch.equal(p1["audio"], p2["audio"])
+
+
+# ---------------------------------------------------------------- labels, concat, reserved names
+
+
+def _labelled(labels, **kwargs):
+    from datasets import Dataset
+
+    return Dataset.from_dict({"x1": np.zeros((len(labels), 2), np.float32), "label": labels}, **kwargs)
+
+
+def test_to_batch_rejects_non_integer_negative_and_out_of_range_labels():
+    with pytest.raises(ValueError, match=r"non-integer values such as \[0\.7"):
+        to_batch(_labelled([0.7, 1.2]))
+    with pytest.raises(ValueError, match="non-integer"):
+        to_batch(_labelled([0.0, float("nan")]))
+    assert to_batch(_labelled([0.0, 2.0])).y.tolist() == [0, 2]  # whole floats are fine
+    with pytest.raises(ValueError, match=r"class ids >= 0, got -1"):
+        to_batch(_labelled([0, -1]))
+    with pytest.raises(ValueError, match=r"0\.\.2 \(3 classes\), got 3"):
+        to_batch(_labelled([0, 3]), n_classes=3)
+    from datasets import ClassLabel, Features, Sequence, Value
+
+    features = Features({"x1": Sequence(Value("float32"), length=2), "label": ClassLabel(num_classes=2)})
+    assert to_batch(_labelled([0, 1], features=features)).y.tolist() == [0, 1]
+
+
+def test_concat_batches_zero_fills_a_modality_missing_from_some_batches():
+    a = Batch({"image": torch.randn(3, 8, 8)}, torch.zeros(3, dtype=torch.long))
+    b = Batch(_inputs(2), torch.ones(2, dtype=torch.long))
+    b.inputs["image"][0] = float("nan")
+    b = Batch(b.inputs, b.y, {"image": torch.tensor([False, True])})
+    whole = concat_batches([a, b])
+    assert whole.modalities == ["image", "audio"]
+    assert whole.inputs["audio"].shape == (5, 20, 20)
+    assert torch.equal(whole.inputs["audio"][:3], torch.zeros(3, 20, 20))
+    assert whole.present["audio"].tolist() == [False, False, False, True, True]
+    assert whole.present["image"].tolist() == [True, True, True, False, True]
+    assert torch.equal(whole.inputs["audio"][3:], b.inputs["audio"])
+    with pytest.raises(ValueError, match="at least one batch"):
+        concat_batches([])
+    with pytest.raises(ValueError, match=r"'image' has shape \(2, 7, 7\)"):
+        concat_batches([a, Batch({"image": torch.zeros(2, 7, 7)}, torch.zeros(2, dtype=torch.long))])
+
+
+@pytest.mark.parametrize("modalities", [("x1", "x1"), ("x1", "label"), ("latent_a", "x2"), ("x1", "meta_b"),
+                                        ("id", "x2"), ("x1", "x2", "x1")])
+def test_make_latent_views_rejects_names_that_would_lose_a_modality(modalities):
+    with pytest.raises(ValueError, match="distinct|reserved"):
+        make_latent_views(10, modalities=modalities)
+
+
+def test_make_latent_views_rejects_non_finite_options():
+    with pytest.raises(ValueError, match="redundancy must be finite"):
+        make_latent_views(10, redundancy=float("nan"))
+    with pytest.raises(ValueError, match=r"noise\['x2'\] must be >= 0"):
+        make_latent_views(10, noise={"x2": -0.1})
+
+
+# ---------------------------------------------------------------- to_batch reads Arrow columns in one go
+
+
+def _to_batch_formatter(dataset, names, rows=None):
+    """The former path: the datasets torch formatter (row by row for nested lists)."""
+    view = dataset.with_format("torch", columns=[*names, "label"])
+    if rows is not None:
+        view = view.select(range(len(dataset))[rows] if isinstance(rows, slice) else rows)
+    table = view[:]
+    return {m: table[m].float() for m in names}, table["label"].long()
+
+
+@pytest.mark.parametrize("rows", [None, slice(3, 40), [7, 2, 2, 0]])
+def test_to_batch_fast_path_equals_the_formatter(rows):
+    from datasets import Dataset
+
+    g = np.random.default_rng(0)
+    cases = [
+        make_latent_views(60, dim={"x1": 3, "x2": 5}, seed=1),
+        make_latent_views(60, seed=2).shuffle(seed=0).select(range(50)),  # an indices mapping
+        Dataset.from_dict({"a": g.standard_normal((50, 2, 3, 4)), "b": g.integers(0, 5, (50, 6)).astype(np.int32),
+                           "c": g.standard_normal(50).astype(np.float16), "label": g.integers(0, 3, 50)}),
+    ]
+    for ds in cases:
+        b = to_batch(ds, rows=rows)
+        inputs, y = _to_batch_formatter(ds, b.modalities, rows)
+        for m in b.modalities:
+            assert b.inputs[m].dtype == inputs[m].dtype and b.inputs[m].shape == inputs[m].shape, m
+            assert torch.equal(b.inputs[m], inputs[m]), m
+        assert b.y.dtype == y.dtype and torch.equal(b.y, y)
+        b.inputs[b.modalities[0]].add_(1.0)  # writable memory of its own: the dataset is unchanged
+        assert torch.equal(to_batch(ds, rows=rows).inputs[b.modalities[0]], inputs[b.modalities[0]])
+
+
+def test_to_batch_ragged_columns_take_the_general_path():
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"x": [[1.0, 2.0], [3.0]], "label": [0, 1]})
+    with pytest.raises(ValueError, match="'x' holds rows of different shapes"):
+        to_batch(ds)  # ragged rows cannot form a (B, ...) tensor

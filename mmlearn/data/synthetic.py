@@ -14,6 +14,9 @@ from collections.abc import Mapping
 import numpy as np
 from datasets import Dataset
 
+from .._checks import check_number
+from .batch import NON_MODALITY_COLUMNS, NON_MODALITY_PREFIXES, _whole
+
 BITWISE_KINDS = ("and", "or", "xor", "unique", "redundant")
 
 
@@ -31,8 +34,8 @@ def make_bitwise(kind: str, n: int = 1000, seed: int = 0) -> Dataset:
     """
     if kind not in BITWISE_KINDS:
         raise ValueError(f"unknown bitwise kind {kind!r}; expected one of {BITWISE_KINDS}")
-    if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
+    n = check_number(_whole(n), "n", low=1, integer=True)
+    seed = check_number(_whole(seed), "seed", low=0, integer=True)
     rng = np.random.default_rng(seed)
     x1 = rng.integers(0, 2, n)
     x2 = x1.copy() if kind == "redundant" else rng.integers(0, 2, n)
@@ -85,8 +88,26 @@ def make_latent_views(
     ``m`` weaker. The latents come back as ``latent_*`` columns (ground truth,
     ignored by :func:`mmlearn.data.to_batch`).
     """
-    if len(modalities) < 2:
-        raise ValueError(f"need at least two modalities, got {modalities}")
+    if isinstance(modalities, str) or len(modalities) < 2:
+        raise ValueError(f"need at least two modalities, got {modalities!r}")
+    for m in modalities:
+        if not isinstance(m, str) or not m:
+            raise TypeError(f"modality names must be non-empty strings, got {m!r}")
+        if m in NON_MODALITY_COLUMNS or m.startswith(NON_MODALITY_PREFIXES):
+            raise ValueError(
+                f"modality name {m!r} is reserved: columns named {NON_MODALITY_COLUMNS} or starting with "
+                f"{NON_MODALITY_PREFIXES} are labels and metadata, not modalities; choose another name"
+            )
+    repeated = sorted({m for m in modalities if list(modalities).count(m) > 1})
+    if repeated:
+        raise ValueError(f"modality names must be distinct; {repeated} appear more than once in {modalities}")
+    n = check_number(_whole(n), "n", low=1, integer=True)
+    shared_dim = check_number(_whole(shared_dim), "shared_dim", low=1, integer=True)
+    unique_dim = check_number(_whole(unique_dim), "unique_dim", low=1, integer=True)
+    seed = check_number(_whole(seed), "seed", low=0, integer=True)
+    redundancy = check_number(redundancy, "redundancy")
+    uniqueness = check_number(uniqueness, "uniqueness")
+    synergy = check_number(synergy, "synergy")
     if synergy and unique_dim < 2:
         raise ValueError(f"synergy uses the second private latent: unique_dim must be >= 2, got {unique_dim}")
     if unique_dim < 1 or shared_dim < 1:
@@ -100,6 +121,8 @@ def make_latent_views(
         for m in table:
             if m not in modalities:
                 raise ValueError(f"{what}: unknown modality {m!r}; expected one of {modalities}")
+    dims = {m: check_number(_whole(d), f"dim[{m!r}]", low=1, integer=True) for m, d in dims.items()}
+    noises = {m: check_number(v, f"noise[{m!r}]", low=0) for m, v in noises.items()}
     rng = np.random.default_rng(seed)
     s = rng.standard_normal((n, shared_dim))
     u = {m: rng.standard_normal((n, unique_dim)) for m in modalities}
