@@ -40,6 +40,10 @@ from .playground import (
     playground_figure,
     robustness_levels,
 )
+from .surface import (
+    add_reference_lines,
+    surface_figure,
+)
 from .representation import (
     image_strip,
     image_strips_figure,
@@ -53,6 +57,7 @@ __all__ = [
     "MODALITY_COLORS",
     "PALETTE",
     "accuracy_confusion_figure",
+    "add_reference_lines",
     "alignment_panel_figure",
     "alignment_uniformity_figure",
     "balance_panel_figure",
@@ -81,6 +86,7 @@ __all__ = [
     "similarity_heatmap",
     "solver_trace_figure",
     "subset_accuracy_figure",
+    "surface_figure",
     "tfn_lmf_cost_figure",
     "training_curves",
     "xor_grid_figure",

@@ -7,6 +7,17 @@ from .fusion import FusionPanel, evaluate_fusions, fusion_weights
 from .modality import ModalityPanel, corrupt_batch, evaluate_condition
 from .playground import PlaygroundPanel, corrupted_accuracy, make_playground_data, train_fusion
 from .representation import RepresentationPanel, fit_projection, infer_and_generate
+from .surface import (
+    SurfacePanel,
+    SurfaceTrainer,
+    additivity_residual,
+    decision_surface,
+    logit_surface,
+    make_surface_data,
+    surface_grid,
+    surface_model,
+    unimodal_curves,
+)
 
 __all__ = [
     "AlignmentPanel",
@@ -16,17 +27,26 @@ __all__ = [
     "Panel",
     "PlaygroundPanel",
     "RepresentationPanel",
+    "SurfacePanel",
+    "SurfaceTrainer",
+    "additivity_residual",
     "balance_lookup",
     "corrupt_batch",
     "corrupted_accuracy",
+    "decision_surface",
     "evaluate_condition",
     "evaluate_fusions",
     "fit_projection",
     "fusion_weights",
     "grid_alphas",
     "infer_and_generate",
+    "logit_surface",
     "make_playground_data",
+    "make_surface_data",
     "precompute_alignment_grid",
     "summarize_alignment",
+    "surface_grid",
+    "surface_model",
     "train_fusion",
+    "unimodal_curves",
 ]
