@@ -322,7 +322,7 @@ def test_available_fusion_is_registered_and_equals_the_sum_of_linear_maps():
     x = {"a": torch.randn(6, 3), "b": torch.randn(6, 4), "c": torch.randn(6, 2)}
     by_hand = sum(x[m] @ f.maps[m].weight.T for m in x) + f.bias
     torch.testing.assert_close(f(x), by_hand)
-    fm = make_fusion("available", {"a": 3, "b": 4, "c": 2}, 5, normalize="mean")
+    fm = make_fusion("available_mean", {"a": 3, "b": 4, "c": 2}, 5)
     fm.load_state_dict(f.state_dict())
     torch.testing.assert_close(fm(x), by_hand)  # with every modality present the two agree
 
@@ -333,33 +333,34 @@ def test_available_fusion_with_one_absent_modality_is_the_fusion_of_the_others()
     x = {"a": torch.randn(6, 3), "b": torch.randn(6, 4), "c": torch.randn(6, 2)}
     x["c"][:] = float("nan")  # an absent modality's rows hold NaN: none of it may leak
     present = {"c": torch.zeros(6, dtype=torch.bool)}
-    for normalize, factor in (("none", 1.0), ("mean", 3 / 2)):
-        f = make_fusion("available", dims, 5, normalize=normalize)
+    for name, factor in (("available", 1.0), ("available_mean", 3 / 2)):
+        f = make_fusion(name, dims, 5)
         out = f(x, present)
         assert torch.isfinite(out).all()
         others = sum(x[m] @ f.maps[m].weight.T for m in ("a", "b"))
         torch.testing.assert_close(out, factor * others + f.bias)
         # the fusion restricted to a and b (the same weights), all present
-        sub = make_fusion("available", {"a": 3, "b": 4}, 5, normalize=normalize)
+        sub = make_fusion(name, {"a": 3, "b": 4}, 5)
         sub.maps["a"].load_state_dict(f.maps["a"].state_dict())
         sub.maps["b"].load_state_dict(f.maps["b"].state_dict())
         sub.bias.data.copy_(f.bias.data)
         expected = sub({"a": x["a"], "b": x["b"]})
-        torch.testing.assert_close(out, expected if normalize == "none" else others * 1.5 + f.bias)
+        torch.testing.assert_close(out, expected if name == "available" else others * 1.5 + f.bias)
         # gradients stay finite too
         f.zero_grad()
         f(x, present).sum().backward()
         assert all(torch.isfinite(p.grad).all() for p in f.parameters() if p.grad is not None)
     # per row: rows missing different modalities
-    f = make_fusion("available", dims, 5, normalize="mean")
+    f = make_fusion("available_mean", dims, 5)
     mixed = {"a": torch.tensor([True, False, True]), "b": torch.tensor([True, True, False]),
              "c": torch.tensor([False, False, False])}
     xs = {m: v[:3].nan_to_num(0.0) for m, v in x.items()}
     out = f(xs, mixed)
     row1 = 3.0 * (xs["b"][1] @ f.maps["b"].weight.T) + f.bias
     torch.testing.assert_close(out[1], row1)
+    assert isinstance(f, AvailableModalityFusion) and f.normalize == "mean"
     with pytest.raises(ValueError, match="normalize"):
-        AvailableModalityFusion(dims, 5, normalize="max")
+        type("Bad", (AvailableModalityFusion,), {"normalize": "max"})(dims, 5)
 
 
 # ------------------------------------------------------------------ Eq. (10) and ARM

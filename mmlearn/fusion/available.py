@@ -25,25 +25,25 @@ NORMALIZATIONS = ("none", "mean")
 class AvailableModalityFusion(Fusion):
     """Sum of per-modality linear maps over the modalities present in each row (Eq. 9).
 
-    ``normalize``:
+    ``normalize`` (a class attribute, so that each variant is one registered name):
 
-    - ``"none"`` (Eq. 9 as written): ``z = sum_{m present} W_m x_m + b``; a row
-      with fewer modalities has a smaller sum;
-    - ``"mean"``: ``z = (M / |present|) sum_{m present} W_m x_m + b``, so the
-      sum keeps the scale it has with all ``M`` modalities (with every modality
-      present the factor is 1 and both options agree). A row with no modality
-      present gets ``z = b``.
+    - ``"none"`` (``"available"``, Eq. 9 as written): ``z = sum_{m present} W_m x_m + b``;
+      a row with fewer modalities has a smaller sum;
+    - ``"mean"`` (``"available_mean"``, :class:`MeanAvailableModalityFusion`):
+      ``z = (M / |present|) sum_{m present} W_m x_m + b``, so the sum keeps the
+      scale it has with all ``M`` modalities (with every modality present the
+      factor is 1 and both agree). A row with no modality present gets ``z = b``.
 
     Shapes: ``features[m]`` ``(B, in_dims[m])``, ``present[m]`` ``(B,)``, output ``(B, out_dim)``.
     """
 
     handles_missing = True
+    normalize = "none"
 
-    def __init__(self, in_dims: Mapping[str, int], out_dim: int, *, normalize: str = "none"):
+    def __init__(self, in_dims: Mapping[str, int], out_dim: int):
         super().__init__(in_dims, out_dim)
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-        self.normalize = normalize
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         # W_m: (d_m -> out_dim), one per modality; b shared
         self.maps = nn.ModuleDict({m: nn.Linear(d, out_dim, bias=False) for m, d in self.in_dims.items()})
         self.bias = nn.Parameter(torch.zeros(out_dim))
@@ -61,6 +61,14 @@ class AvailableModalityFusion(Fusion):
             # the term of an absent modality is dropped (selection, not multiplication)
             z = z + torch.where(mask[m][:, None], term, torch.zeros_like(term))
         if self.normalize == "mean":
+            # rescale by M / number present (at least 1)
             count = stack_present(mask, self.modalities, z.dtype).sum(dim=1, keepdim=True)  # (B, 1)
             z = z * (len(self.modalities) / count.clamp(min=1.0))
         return z + self.bias
+
+
+@register_fusion("available_mean")
+class MeanAvailableModalityFusion(AvailableModalityFusion):
+    """Eq. (9) rescaled by ``M / |present|``: ``z = (M / |present|) sum_{m present} W_m x_m + b``."""
+
+    normalize = "mean"
