@@ -24,6 +24,7 @@ refuses to score NaN/inf logits, and empty data sets are refused with a
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ._checks import NonFiniteLossError, check_finite_loss, check_number
-from .data.batch import Batch, as_batch
+from .data.batch import Batch, as_batch, check_labels
 
 ExtraLoss = Callable[[nn.Module, object, Batch], Tensor]
 GradHook = Callable[[nn.Module, object, Batch, int], None]
@@ -55,9 +56,21 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator | None = Non
         yield order[start : start + batch_size]
 
 
+def _whole(value):
+    """numpy and other integer-like scalars as a Python int (check_number wants int or float)."""
+    return operator.index(value) if hasattr(type(value), "__index__") and not isinstance(value, bool) else value
+
+
+def _with_checked_labels(batch: Batch, model: nn.Module, what: str) -> Batch:
+    """Labels as int64 class ids in 0..n_classes-1 (``model.n_classes`` when the model has one)."""
+    n_classes = getattr(model, "n_classes", None)
+    y = check_labels(batch.y, n_classes if isinstance(n_classes, int) else None, what=what)
+    return batch if y is batch.y else Batch(batch.inputs, y, batch.present)
+
+
 def _check_batch_size(batch_size, what: str = "batch_size") -> int:
     try:
-        return check_number(batch_size, what, low=1, integer=True)
+        return check_number(_whole(batch_size), what, low=1, integer=True)
     except TypeError as err:
         raise ValueError(str(err)) from None
 
@@ -103,6 +116,7 @@ def evaluate(model: nn.Module, data, *, batch_size: int = 1024, device=None) -> 
     batch = as_batch(data)
     if batch.size == 0:
         raise ValueError("evaluate: the data has no rows, so there is no loss or accuracy to report")
+    batch = _with_checked_labels(batch, model, "evaluate labels")
     logits = predict(model, batch, batch_size=batch_size, device=device)
     finite = torch.isfinite(logits).reshape(len(logits), -1).all(dim=1)
     if not bool(finite.all()):
@@ -162,7 +176,7 @@ def fit(
     records NaN for both, and ``history["skipped_steps"]`` counts them per epoch.
     Empty training (or evaluation) data is refused with a ``ValueError``.
     """
-    epochs = check_number(epochs, "epochs", low=0, integer=True)
+    epochs = check_number(_whole(epochs), "epochs", low=0, integer=True)
     batch_size = _check_batch_size(batch_size)
     check_number(lr, "lr", low=0)
     if on_nonfinite not in ("raise", "warn"):
@@ -172,9 +186,13 @@ def fit(
     train_batch = as_batch(train)
     if train_batch.size == 0:
         raise ValueError("fit: the training data has no rows")
+    if loss_fn is F.cross_entropy:
+        train_batch = _with_checked_labels(train_batch, model, "fit labels")
     eval_batch = as_batch(eval_data) if eval_data is not None else None
     if eval_batch is not None and eval_batch.size == 0:
         raise ValueError("fit: eval_data has no rows, so there is no accuracy to report; pass None to skip evaluation")
+    if eval_batch is not None:
+        eval_batch = _with_checked_labels(eval_batch, model, "fit eval_data labels")
     if optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     elif optimizer == "sgd":

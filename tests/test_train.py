@@ -172,6 +172,20 @@ def test_evaluate_refuses_nan_logits(data):
         subset_accuracies(model, test)
 
 
+def test_labels_are_checked_against_the_model(data):
+    train, test = data
+    model = build_classifier(SHAPES, 2, seed=0)
+    bad = Batch(test.inputs, test.y.clone().index_fill_(0, torch.tensor([3]), 2))
+    with pytest.raises(ValueError, match=r"fit labels must lie in 0\.\.1 \(2 classes\), got 2"):
+        fit(model, bad, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"eval_data labels must lie in 0\.\.1"):
+        fit(model, train, bad, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"evaluate labels must be class ids >= 0"):
+        evaluate(model, Batch(test.inputs, test.y - 1))
+    with pytest.raises(ValueError, match="non-integer"):
+        evaluate(model, Batch(test.inputs, test.y.float() + 0.5))
+
+
 def test_empty_data_is_refused_and_predict_gives_an_empty_result(data):
     train, test = data
     empty = test.index(slice(0, 0))
