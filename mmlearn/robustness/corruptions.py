@@ -1,7 +1,8 @@
 """Seeded corruptions per modality, in the spirit of MultiBench's robustness suite.
 
 Every corruption is a function ``f(x, level, *, generator, name, **options)``
-on one modality's tensor ``x`` of shape ``(B, ...)``: ``level`` in [0, 1],
+on one modality's tensor ``x`` of shape ``(B, ...)`` (without ``generator`` it
+draws from the stream of seed 0 and ``name``, so it is seeded too): ``level`` in [0, 1],
 ``level = 0`` returns an unchanged copy, larger levels corrupt more. None works
 in place. :func:`corrupt` applies one corruption, by name, to chosen modalities
 of an inputs dict, with one independent random stream per modality and absent
@@ -71,6 +72,11 @@ def _generator(seed: int | None, name: str, device) -> torch.Generator:
     return g
 
 
+def _default(generator: torch.Generator | None, name: str, x: Tensor) -> torch.Generator:
+    """The generator given, or modality ``name``'s stream for seed 0: a call without one is still seeded."""
+    return generator if generator is not None else _generator(0, name, x.device)
+
+
 def _check_shape(x: Tensor, applies_to: str, kind: str, name: str) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{kind}: modality {name!r} must be a torch.Tensor, got {type(x).__name__}")
@@ -109,6 +115,7 @@ def salt_and_pepper(x: Tensor, level: float, *, generator: torch.Generator | Non
     if level == 0.0:
         return x.clone()
     low, high = value_range if value_range is not None else _finite_range(x)
+    generator = _default(generator, name, x)
     xs = _spatial(x)  # (B, C, H, W)
     b, _, h, w = xs.shape
     hit = torch.rand((b, 1, h, w), generator=generator, device=x.device) < level  # (B, 1, H, W)
@@ -135,6 +142,7 @@ def occlusion(x: Tensor, level: float, *, generator: torch.Generator | None = No
     ph, pw = round(level * h), round(level * w)
     if level == 0.0 or ph == 0 or pw == 0:
         return x.clone()
+    generator = _default(generator, name, x)
     top = torch.randint(0, h - ph + 1, (b,), generator=generator, device=x.device)  # (B,)
     left = torch.randint(0, w - pw + 1, (b,), generator=generator, device=x.device)
     rows = torch.arange(h, device=x.device)[None, :]  # (1, H)
@@ -209,13 +217,15 @@ def background_noise(x: Tensor, level: float, *, generator: torch.Generator | No
     if not log and bool((power[torch.isfinite(power)] < 0).any()):
         raise ValueError(f"background_noise with log=False needs non-negative power in modality {name!r}")
     s = power.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1)
+    generator = _default(generator, name, x)
     e = torch.empty(x.shape, dtype=torch.float64, device=x.device).exponential_(1.0, generator=generator)
     mixed = (1.0 - level) * power + level * s * e
     out = torch.log(mixed.clamp(min=1e-300)) if log else mixed
     return out.to(x.dtype)
 
 
-def _band_mask(x: Tensor, level: float, axis: int, generator, fill) -> Tensor:
+def _band_mask(x: Tensor, level: float, axis: int, generator, fill, name) -> Tensor:
+    generator = _default(generator, name, x)
     b, size = x.shape[0], x.shape[axis]
     width = round(level * size)
     if level == 0.0 or width == 0:
@@ -241,7 +251,7 @@ def time_mask(x: Tensor, level: float, *, generator: torch.Generator | None = No
     a loud value); or pass a number.
     """
     _check_shape(x, "spectrogram", "time_mask", name)
-    return _band_mask(x, check_level(level, name), 2, generator, fill)
+    return _band_mask(x, check_level(level, name), 2, generator, fill, name)
 
 
 @register_corruption("frequency_mask", "spectrogram")
@@ -249,7 +259,7 @@ def frequency_mask(x: Tensor, level: float, *, generator: torch.Generator | None
                    fill: float | str = "mean") -> Tensor:
     """SpecAugment-style frequency masking: ``round(level * n_mels)`` consecutive mel bands set to ``fill``."""
     _check_shape(x, "spectrogram", "frequency_mask", name)
-    return _band_mask(x, check_level(level, name), 1, generator, fill)
+    return _band_mask(x, check_level(level, name), 1, generator, fill, name)
 
 
 # ------------------------------------------------------------------ any modality
@@ -277,6 +287,7 @@ def feature_dropout(x: Tensor, level: float, *, generator: torch.Generator | Non
     level = check_level(level, name)
     if level == 0.0:
         return x.clone()
+    generator = _default(generator, name, x)
     drop = torch.rand(x.shape, generator=generator, device=x.device) < level
     return torch.where(drop, torch.tensor(fill, dtype=x.dtype, device=x.device), x)
 
