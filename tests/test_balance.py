@@ -447,7 +447,23 @@ def test_linear_probe_of_a_model_and_errors(small):
     train, test = small
     model = balance_model(seed=0)
     acc = linear_probe_accuracy(model, train, test, "x1")
-    assert 0.0 <= acc <= 1.0
+    # the same probe written out: frozen encoder features -> standardise -> logistic regression
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    with torch.no_grad():
+        f_train = model.encoders["x1"].eval()(train.inputs["x1"]).numpy()
+        f_test = model.encoders["x1"](test.inputs["x1"]).numpy()
+    scaler = StandardScaler().fit(f_train)
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit(scaler.transform(f_train), train.y.numpy())
+    want = float((lr.predict(scaler.transform(f_test)) == test.y.numpy()).mean())
+    assert acc == pytest.approx(want, abs=1.5 / len(test.y))  # at most one test row may flip (solver tolerance)
+    # a constant encoder carries nothing: the probe predicts the training majority class
+    with torch.no_grad():
+        for p in model.encoders["x1"].parameters():
+            p.zero_()
+    majority = int(np.bincount(train.y.numpy()).argmax())
+    assert linear_probe_accuracy(model, train, test, "x1") == pytest.approx(float((test.y == majority).float().mean()))
     with pytest.raises(ValueError, match="unknown modality 'x3'"):
         linear_probe_accuracy(model, train, test, "x3")
     with pytest.raises(TypeError, match="encoders"):
@@ -547,7 +563,9 @@ def test_attribution_shares_closed_form_and_penalty_bounds():
     assert float(share_penalty(torch.tensor([[0.25, 0.75]]), torch.tensor([1.0, 3.0]))) == pytest.approx(0.0)
     assert float(share_penalty(torch.tensor([[1.0, 0.0]]), torch.tensor([0.0, 1.0]))) == pytest.approx(2.0)
     value = attribution_penalty(model, out, b)
-    assert 0 <= float(value.detach()) <= 2
+    # by hand: mean_i (|s_i1 - 1/2| + |s_i2 - 1/2|) with the closed-form shares above
+    by_hand = (a / a.sum(1, keepdim=True) - 0.5).abs().sum(1).mean()
+    assert float(value.detach()) == pytest.approx(float(by_hand.detach()), rel=1e-5)
     assert float(value.detach()) == pytest.approx(float(share_penalty(shares, torch.ones(2)).detach()), abs=1e-6)
     # with detached features the penalty trains only the fusion/head, never the encoders' inputs
     value.backward()

@@ -23,6 +23,13 @@ from ..models import MultimodalOutput
 from .responses import removed_logits, shapley_responses
 
 
+def _exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
 class _ModulatedResponses(torch.autograd.Function):
     """Forward: ``f(a, b)`` itself (= m_a + m_b). Backward: the gradient that the sum
     ``kappa_a-hooked(m_a) + kappa_b-hooked(m_b)`` would send to f(a,b), f(0,b), f(a,0)::
@@ -147,10 +154,11 @@ class AGM(nn.Module):
             return {a: 1.0, b: 1.0}
         sbar_a, sbar_b = self.score_mean.tolist()  # previous steps only (0, 0 at t = 1)
         # r_a = exp(s_b - s_a), rbar_a = exp(sbar_b - sbar_a); symmetric for b
-        r = {a: math.exp(s_b - s_a), b: math.exp(s_a - s_b)}
-        rbar = {a: math.exp(sbar_b - sbar_a), b: math.exp(sbar_a - sbar_b)}
-        # kappa_u = exp(alpha * min(rbar_u - r_u, 10))
-        kappa = {m: math.exp(self.alpha * min(rbar[m] - r[m], self.max_exponent)) for m in (a, b)}
+        r = {a: _exp(s_b - s_a), b: _exp(s_a - s_b)}
+        rbar = {a: _exp(sbar_b - sbar_a), b: _exp(sbar_a - sbar_b)}
+        # kappa_u = exp(alpha * min(rbar_u - r_u, 10)); inf (not OverflowError) past float range, which the
+        # training loop then reports as a non-finite gradient
+        kappa = {m: _exp(self.alpha * min(rbar[m] - r[m], self.max_exponent)) for m in (a, b)}
         # only then: sbar_u <- sbar_u (t-1)/t + s_u/t
         self.steps += 1
         t = float(self.steps)

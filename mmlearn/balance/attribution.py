@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_number
 from .responses import fused_logits
 
 KINDS = ("gradient", "share")
@@ -111,8 +112,8 @@ def attribution_penalty(model: nn.Module, out, batch, *, kind: str = "share",
         for m in target:
             if m not in names:
                 raise ValueError(f"target: unknown modality {m!r}; expected one of {names}")
-        r = torch.tensor([float(target.get(m, 0.0)) for m in names])
-        if (r < 0).any() or float(r.sum()) <= 0:
+        r = torch.tensor([check_number(target.get(m, 0.0), f"target[{m!r}]", low=0.0) for m in names])
+        if float(r.sum()) <= 0:
             raise ValueError(f"target shares must be non-negative with a positive sum, got {dict(target)}")
     tc = batch.y if target_class == "true" else target_class
     shares = attribution_shares(model, out.features, out.present, target_class=tc, detach_features=detach_features)
@@ -123,11 +124,10 @@ class AttributionRegularizer:
     """``lambda * attribution_penalty(...)`` as an extra loss: ``fit(model, data, **reg.fit_kwargs())``."""
 
     def __init__(self, weight: float = 1.0, kind: str = "share", **options):
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
+        weight = check_number(weight, "weight", low=0.0)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        self.weight, self.kind, self.options = float(weight), kind, options
+        self.weight, self.kind, self.options = weight, kind, options
 
     def fit_kwargs(self) -> dict:
         return {"extra_losses": [self]}

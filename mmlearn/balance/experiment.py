@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from .._checks import check_number
 from ..data import as_batch, make_latent_views
 from ..fusion import LateFusion
 from ..models import MLPEncoder, MultimodalClassifier
@@ -77,6 +78,9 @@ def make_imbalanced(n: int = 3000, *, dims: Mapping[str, int] | None = None, noi
     the only view of the unique latent).
     """
     dims = {"x1": 16, "x2": 32} if dims is None else dict(dims)
+    check_number(noise_weak, "noise_weak", low=0.0)
+    check_number(noise_easy, "noise_easy", low=0.0)
+    check_number(uniqueness, "uniqueness", low=0.0)
     return make_latent_views(n, dim=dims, modalities=tuple(dims), shared_dim=4, unique_dim=4, redundancy=1.0,
                              uniqueness=uniqueness, unique_to=list(dims)[1],
                              noise={list(dims)[0]: noise_easy, list(dims)[1]: noise_weak}, seed=seed)
@@ -96,10 +100,24 @@ def balance_model(dims: Mapping[str, int] | None = None, n_classes: int = 2, *, 
     ``[z_1; z_2]`` whose weight splits per modality.
     """
     dims = {"x1": 16, "x2": 32} if dims is None else dict(dims)
+    check_number(feature_dim, "feature_dim", low=1, integer=True)
+    check_number(hidden, "hidden", low=1, integer=True)
+    check_number(n_classes, "n_classes", low=2, integer=True)
     torch.manual_seed(seed)
     encoders = {m: _encoder(d, feature_dim, hidden) for m, d in dims.items()}
     fusion = LateFusion({m: feature_dim for m in dims}, n_classes, weights="uniform")
     return MultimodalClassifier(encoders, fusion, n_classes, unimodal_heads=unimodal_heads)
+
+
+def _check_run_options(epochs, lr, batch_size, seed, feature_dim, hidden, on_nonfinite) -> None:
+    check_number(epochs, "epochs", low=0, integer=True)
+    check_number(lr, "lr", low=0.0, low_open=True)
+    check_number(batch_size, "batch_size", low=1, integer=True)
+    check_number(seed, "seed", low=0, integer=True)
+    check_number(feature_dim, "feature_dim", low=1, integer=True)
+    check_number(hidden, "hidden", low=1, integer=True)
+    if on_nonfinite not in ("raise", "warn"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'warn', got {on_nonfinite!r}")
 
 
 def _probe_all(model, train, test, names) -> dict[str, float]:
@@ -112,11 +130,15 @@ def _probe_all(model, train, test, names) -> dict[str, float]:
 
 
 def train_unimodal(train, test, *, epochs: int = 10, lr: float = 0.05, batch_size: int = 64, seed: int = 0,
-                   feature_dim: int = 4, hidden: int = 32) -> dict:
+                   feature_dim: int = 4, hidden: int = 32, on_nonfinite: str = "raise") -> dict:
     """Each modality's encoder trained alone (encoder + linear head), with its probe accuracy per epoch.
 
     Returns ``{"ensemble": UniModalEnsemble, "probe": {m: [acc per epoch]}, "test_acc": {m: [...]}}``.
+    Training goes through :func:`mmlearn.train.fit`: a NaN/inf loss raises
+    :class:`~mmlearn._checks.NonFiniteLossError` naming the epoch and step
+    (``on_nonfinite="raise"``) or skips that update with a warning (``"warn"``).
     """
+    _check_run_options(epochs, lr, batch_size, seed, feature_dim, hidden, on_nonfinite)
     train, test = as_batch(train), as_batch(test)
     names = train.modalities
     n_classes = int(train.y.max()) + 1
@@ -131,14 +153,15 @@ def train_unimodal(train, test, *, epochs: int = 10, lr: float = 0.05, batch_siz
         def record(model, epoch, history, m=m):
             probe[m].append(_probe_all(model, train.select([m]), test.select([m]), [m])[m])
         h = fit(members[m], train.select([m]), test.select([m]), epochs=epochs, lr=lr, batch_size=batch_size,
-                optimizer="sgd", seed=seed, progress=False, on_epoch_end=record)
+                optimizer="sgd", seed=seed, progress=False, on_epoch_end=record, on_nonfinite=on_nonfinite)
         test_acc[m] = h["eval_acc"]
     return {"ensemble": ensemble, "probe": probe, "test_acc": test_acc}
 
 
 def train_balanced(method: str, alpha: float, train, test, *, epochs: int = 10, lr: float = 0.05,
                    batch_size: int = 64, seed: int = 0, teachers: Mapping[str, nn.Module] | None = None,
-                   unimodal: dict | None = None, feature_dim: int = 4, hidden: int = 32) -> dict:
+                   unimodal: dict | None = None, feature_dim: int = 4, hidden: int = 32,
+                   on_nonfinite: str = "raise") -> dict:
     """Train :func:`balance_model` with one balance method and record each encoder's probe accuracy per epoch.
 
     ``method``: a key of :data:`BALANCE_METHODS`; ``alpha`` its strength.
@@ -147,17 +170,22 @@ def train_balanced(method: str, alpha: float, train, test, *, epochs: int = 10, 
     computed if not given. SGD with momentum: gradient-scaling methods (OGM-GE,
     AGM) need a non-adaptive optimiser, since Adam divides a constant gradient
     scale away. Returns ``{"method", "alpha", "probe": {m: [...]}, "test_acc": [...],
-    "model", "hook", "seconds"}``.
+    "model", "hook", "seconds"}``. ``on_nonfinite`` as in :func:`mmlearn.train.fit`:
+    a diverged run stops with :class:`~mmlearn._checks.NonFiniteLossError`
+    naming the epoch and step (``"raise"``) or skips such steps (``"warn"``).
     """
     if method not in BALANCE_METHODS:
         raise ValueError(f"unknown balance method {method!r}; expected one of {sorted(BALANCE_METHODS)}")
+    alpha = check_number(alpha, "alpha", low=0.0)
+    _check_run_options(epochs, lr, batch_size, seed, feature_dim, hidden, on_nonfinite)
     train, test = as_batch(train), as_batch(test)
     names = train.modalities
     n_classes = int(train.y.max()) + 1
     start = time.perf_counter()
     if method == "ume":
         unimodal = unimodal if unimodal is not None else train_unimodal(
-            train, test, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, feature_dim=feature_dim, hidden=hidden)
+            train, test, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, feature_dim=feature_dim, hidden=hidden,
+            on_nonfinite=on_nonfinite)
         ensemble = unimodal["ensemble"]
         epochs_done = len(next(iter(unimodal["probe"].values())))
         # the ensemble's accuracy is only defined at the end (members trained separately)
@@ -179,7 +207,8 @@ def train_balanced(method: str, alpha: float, train, test, *, epochs: int = 10, 
     elif method == "umt":
         if teachers is None:
             teachers = train_unimodal(train, test, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                                      feature_dim=feature_dim, hidden=hidden)["ensemble"].encoders
+                                      feature_dim=feature_dim, hidden=hidden,
+                                      on_nonfinite=on_nonfinite)["ensemble"].encoders
         hook = UniModalTeacher(teachers, weight=alpha)
     elif method == "attribution":
         hook = AttributionRegularizer(alpha, kind="share")
@@ -193,13 +222,14 @@ def train_balanced(method: str, alpha: float, train, test, *, epochs: int = 10, 
             probe[m].append(acc)
 
     history = fit(target, train, test, epochs=epochs, lr=lr, batch_size=batch_size, optimizer="sgd", seed=seed,
-                  progress=False, on_epoch_end=record, **kwargs)
+                  progress=False, on_epoch_end=record, on_nonfinite=on_nonfinite, **kwargs)
     return {"method": method, "alpha": float(alpha), "probe": probe, "test_acc": history["eval_acc"],
             "model": model, "hook": hook, "seconds": time.perf_counter() - start}
 
 
 def run_balance_grid(train, test, alphas: Mapping[str, Sequence[float]] | None = None, *, epochs: int = 10,
-                     lr: float = 0.05, batch_size: int = 64, seed: int = 0, keep_models: bool = False) -> dict:
+                     lr: float = 0.05, batch_size: int = 64, seed: int = 0, keep_models: bool = False,
+                     on_nonfinite: str = "raise") -> dict:
     """Every method at every strength, plus each encoder trained alone: the panel's precomputed grid.
 
     Returns ``{"unimodal": {"probe": {m: [...]}, "test_acc": {m: [...]}}, "runs": {(method, alpha): result},
@@ -210,14 +240,18 @@ def run_balance_grid(train, test, alphas: Mapping[str, Sequence[float]] | None =
     for method in alphas:
         if method not in BALANCE_METHODS:
             raise ValueError(f"unknown balance method {method!r}; expected one of {sorted(BALANCE_METHODS)}")
+        for a in alphas[method]:
+            check_number(a, f"alphas[{method!r}]", low=0.0)
+    _check_run_options(epochs, lr, batch_size, seed, 4, 32, on_nonfinite)
     train, test = as_batch(train), as_batch(test)
-    unimodal = train_unimodal(train, test, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    unimodal = train_unimodal(train, test, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                              on_nonfinite=on_nonfinite)
     teachers = unimodal["ensemble"].encoders
     runs = {}
     for method, values in alphas.items():
         for alpha in values:
             result = train_balanced(method, alpha, train, test, epochs=epochs, lr=lr, batch_size=batch_size,
-                                    seed=seed, teachers=teachers, unimodal=unimodal)
+                                    seed=seed, teachers=teachers, unimodal=unimodal, on_nonfinite=on_nonfinite)
             if not keep_models:
                 result = {k: v for k, v in result.items() if k not in ("model", "hook")}
             runs[(method, float(alpha))] = result

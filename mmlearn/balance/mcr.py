@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_number
 from .responses import fused_logits
 
 GAMES = {"greedy": -1.0, "independent": 0.0, "collaborative": 1.0}
@@ -64,17 +65,16 @@ class CompetitionRegularizer:
 
     def __init__(self, weight: float = 0.1, game: str | float = "greedy", num_permutations: int = 4,
                  seed: int = 0):
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
+        weight = check_number(weight, "weight", low=0.0)
         if isinstance(game, str):
             if game not in GAMES:
                 raise ValueError(f"game must be one of {sorted(GAMES)} or a number, got {game!r}")
             k = GAMES[game]
         else:
-            k = float(game)
-        if num_permutations < 1:
-            raise ValueError(f"num_permutations must be >= 1, got {num_permutations}")
-        self.weight, self.k, self.num_permutations = float(weight), k, int(num_permutations)
+            k = check_number(game, "game")  # any finite k; -1 greedy, 0 independent, +1 collaborative
+        num_permutations = check_number(num_permutations, "num_permutations", low=1, integer=True)
+        seed = check_number(seed, "seed", low=0, integer=True)
+        self.weight, self.k, self.num_permutations = weight, k, num_permutations
         self.generator = torch.Generator().manual_seed(seed)
         self.history: dict[str, list] = {"contribution": []}
 

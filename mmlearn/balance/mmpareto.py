@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_number
+
 
 def _flat(g: Tensor | Sequence[Tensor]) -> Tensor:
     if isinstance(g, Tensor):
@@ -39,8 +41,7 @@ def min_norm_2(g1: Tensor | Sequence[Tensor], g2: Tensor | Sequence[Tensor], *, 
     a, b = _flat(g1), _flat(g2)
     if a.shape != b.shape:
         raise ValueError(f"min_norm_2: gradients must have the same size, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if not 0.0 <= eps < 0.5:
-        raise ValueError(f"eps must lie in [0, 0.5), got {eps}")
+    eps = check_number(eps, "eps", low=0.0, high=0.5, high_open=True)
     v11, v12, v22 = float(a @ a), float(a @ b), float(b @ b)
     if v12 >= v11:  # g1 is the closest point to the origin
         c = 1.0 - eps
@@ -75,6 +76,7 @@ def pareto_combine(g_mm: Tensor, g_uni: Tensor, weights: tuple[float, float], ga
 
     ``g_total`` is the gradient of the summed losses (``g_mm + g_uni`` by default).
     """
+    gamma = check_number(gamma, "gamma", low=0.0, low_open=True)
     if g_mm.shape != g_uni.shape:
         raise ValueError(f"pareto_combine: shapes differ, {tuple(g_mm.shape)} vs {tuple(g_uni.shape)}")
     g_total = g_mm + g_uni if g_total is None else g_total
@@ -103,10 +105,8 @@ class MMPareto:
     """
 
     def __init__(self, gamma: float = 1.5, unimodal_weight: float = 1.0):
-        if gamma <= 0:
-            raise ValueError(f"gamma must be positive, got {gamma}")
-        self.gamma = float(gamma)
-        self.unimodal_weight = float(unimodal_weight)
+        self.gamma = check_number(gamma, "gamma", low=0.0, low_open=True)
+        self.unimodal_weight = check_number(unimodal_weight, "unimodal_weight", low=0.0)
         self._grads: dict | None = None
         self.history: dict[str, list] = {"step": [], "cos": [], "weights": []}
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_number
 from .responses import is_linear_classifier, shapley_responses, split_logits
 
 GE_MODES = ("restore", "code", None)
@@ -30,12 +31,11 @@ def ogm_coefficients(scores: Mapping[str, float], alpha: float) -> dict[str, flo
     names = list(scores)
     if len(names) != 2:
         raise ValueError(f"OGM-GE compares exactly two modalities, got {names}")
-    if alpha < 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    alpha = check_number(alpha, "alpha", low=0.0)
     u, v = names
     s_u, s_v = float(scores[u]), float(scores[v])
-    if s_u <= 0 or s_v <= 0:
-        raise ValueError(f"scores must be positive (sums of probabilities), got {dict(scores)}")
+    if not (s_u > 0 and s_v > 0 and math.isfinite(s_u) and math.isfinite(s_v)):
+        raise ValueError(f"scores must be positive and finite (sums of probabilities), got {dict(scores)}")
     rho = {u: s_u / s_v, v: s_v / s_u}
     return {m: (1.0 - math.tanh(alpha * rho[m])) if rho[m] > 1 else 1.0 for m in names}
 
@@ -76,8 +76,8 @@ class OGMGE:
     """
 
     def __init__(self, alpha: float = 0.8, *, ge: str | None = "restore", scores: str = "linear", seed: int = 0):
-        if alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        alpha = check_number(alpha, "alpha", low=0.0)
+        seed = check_number(seed, "seed", low=0, integer=True)
         if ge not in GE_MODES:
             raise ValueError(f"ge must be one of {GE_MODES}, got {ge!r}")
         if scores not in ("linear", "shapley"):

@@ -18,6 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from .._checks import check_number
 from ..data import as_batch
 
 
@@ -37,6 +38,9 @@ def encoder_features(model: nn.Module, data, modality: str, *, batch_size: int =
     batch = as_batch(data)
     if modality not in batch.inputs:
         raise ValueError(f"data has no modality {modality!r}; it has {batch.modalities}")
+    batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
+    if batch.size == 0:
+        raise ValueError("encoder_features: the data is empty (0 rows)")
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
@@ -64,6 +68,11 @@ def probe_accuracy_from_features(train_features, train_y, test_features, test_y,
         )
     if len(np.unique(train_y)) < 2:
         raise ValueError("the probe's training labels have a single class")
+    C = check_number(C, "C", low=0.0, low_open=True)
+    max_iter = check_number(max_iter, "max_iter", low=1, integer=True)
+    for name, a in (("train_features", train_features), ("test_features", test_features)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"probe {name} hold NaN or inf (a diverged encoder?)")
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, solver="newton-cholesky"))
     probe.fit(train_features, train_y)
     return float(probe.score(test_features, test_y))
@@ -113,6 +122,10 @@ def competition_strength_from_features(joint_fit, unimodal_fit, joint_test, unim
         raise ValueError(
             f"widths disagree between fit and test: {X_fit.shape}/{X_test.shape}, {Y_fit.shape}/{Y_test.shape}"
         )
+    alpha = check_number(alpha, "alpha", low=0.0)
+    for name, a in (("joint_fit", X_fit), ("unimodal_fit", Y_fit), ("joint_test", X_test), ("unimodal_test", Y_test)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} holds NaN or inf")
     ridge = Ridge(alpha=alpha).fit(X_fit, Y_fit)
     delta = Y_test - ridge.predict(X_test)  # (N, d)
     centered = Y_test - Y_test.mean(axis=0)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_modality_dict, check_present
+from .._checks import check_modality_dict, check_number, check_present
 from ..data import as_batch
 from ..fusion import LateFusion
 from ..models import MultimodalClassifier, MultimodalOutput
@@ -105,8 +105,7 @@ class UniModalTeacher(nn.Module):
 
     def __init__(self, teachers: Mapping[str, nn.Module], weight: float = 1.0):
         super().__init__()
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
+        weight = check_number(weight, "weight", low=0.0)
         if len(teachers) < 1:
             raise ValueError("UniModalTeacher needs at least one teacher encoder")
         import copy
@@ -114,7 +113,7 @@ class UniModalTeacher(nn.Module):
         self.teachers = nn.ModuleDict({m: copy.deepcopy(t) for m, t in teachers.items()})
         self.teachers.requires_grad_(False)
         self.teachers.eval()
-        self.weight = float(weight)
+        self.weight = weight
 
     def train(self, mode: bool = True):  # teachers stay in eval mode
         super().train(mode)
