@@ -130,6 +130,11 @@ def test_streams_are_per_modality_and_seeded():
     twins = corrupt({"a": x["a"], "b": x["a"]}, "feature_dropout", 0.5, seed=3)
     assert not torch.equal(twins["a"], twins["b"])  # independent streams for equal inputs
     assert not torch.equal(corrupt(x, "feature_dropout", 0.5, seed=4)["a"], both["a"])
+    # a level per modality: the dict's keys are the modalities corrupted
+    some = corrupt(x, "feature_dropout", {"b": 0.5}, seed=3)
+    assert torch.equal(some["a"], x["a"]) and torch.equal(some["b"], both["b"])
+    # the functions on one tensor are seeded without a generator too
+    assert torch.equal(feature_dropout(x["a"], 0.5), feature_dropout(x["a"], 0.5))
 
 
 def test_salt_and_pepper_hits_a_share_level_of_pixels_with_the_extreme_values():
@@ -477,9 +482,10 @@ def test_pgd_stays_in_the_ball_and_the_range_and_beats_fgsm(trained, views):
         assert p[m].min() >= -1.5 and p[m].max() <= 1.5
     clean, loss_f, loss_p = _loss(trained, x, y), _loss(trained, f, y), _loss(trained, p, y)
     assert loss_p >= loss_f > clean
-    l2 = pgd(trained, x, y, 0.5, steps=10, norm="l2", seed=1)
+    l2 = pgd(trained, x, y, 0.5, steps=10, norm="l2", seed=1, clamp=clamp)
     for m in x:
         assert (l2[m] - x[m]).norm(dim=1).max() <= 0.5 + 1e-5
+        assert l2[m].min() >= -1.5 and l2[m].max() <= 1.5
     assert _loss(trained, l2, y) > clean
 
 
