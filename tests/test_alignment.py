@@ -102,7 +102,13 @@ def test_clip_loss_is_log_n_when_one_side_is_constant():
     b_dir = F.normalize(b[0], dim=0)
     a_perp = a - (a @ b_dir)[:, None] * b_dir[None, :]
     assert float(clip_loss(a_perp, b, T_INIT)) == pytest.approx(math.log(n), rel=1e-5)
-    assert math.log(n) == pytest.approx(1.3863, abs=1e-4)  # method notes, N = 4
+    # b -> a in closed form: every query is the same b, so with c_i = s cos(b, a_i) the loss is
+    # log sum_i exp(c_i) - mean_i c_i (float64, written out here)
+    c = [math.exp(T_INIT) * float(F.cosine_similarity(b[0].double(), a[i].double(), dim=0)) for i in range(n)]
+    closed = math.log(sum(math.exp(x) for x in c)) - sum(c) / n
+    assert closed > math.log(n) + 0.1  # the case is not the trivial equality
+    assert float(info_nce(b, a, T_INIT)) == pytest.approx(closed, rel=1e-5)
+    assert float(clip_loss(a, b, T_INIT)) == pytest.approx((math.log(n) + closed) / 2, rel=1e-5)
 
 
 def test_clip_loss_near_zero_for_aligned_orthonormal_pairs():
@@ -111,8 +117,11 @@ def test_clip_loss_near_zero_for_aligned_orthonormal_pairs():
     z = q[:, :n].T  # (4, 6), orthonormal rows
     # closed form at the initial scale s = 1/0.07: -log(e^s / (e^s + 3 e^0)) = log(1 + 3 e^-s)
     closed = math.log1p(3 * math.exp(-1 / 0.07))
-    assert closed == pytest.approx(1.8746e-6, rel=1e-4)  # method notes, section 19
     assert float(clip_loss(z, z.clone(), T_INIT)) == pytest.approx(closed, rel=1e-6)
+    # the same closed form at other scales s: log(1 + (N - 1) e^{-s}), from large losses to tiny ones
+    for scale in (1.0, 5.0, 20.0):
+        want = math.log1p((n - 1) * math.exp(-scale))
+        assert float(clip_loss(z, z.clone(), math.log(scale))) == pytest.approx(want, rel=1e-6)
     # at the largest allowed scale, 100, the loss is ~ 3e-44
     assert float(clip_loss(z, z.clone(), math.log(100.0))) < 1e-40
 
