@@ -153,11 +153,23 @@ def test_memo_changes_no_number_and_skips_work(data, trained):
             fresh = playground_result({"concat": (model, bank)}, noise, missing, ("noise", 0), levels)
             assert fast["now"] == pytest.approx(fresh["now"]) and fast["clean"] == pytest.approx(fresh["clean"])
             np.testing.assert_allclose(fast["curves"]["concat"], fresh["curves"]["concat"])
+            assert fast["removed"] == pytest.approx(fresh["removed"])
     finally:
         hook.remove()
-    # 1 clean + 5 curve points; then nothing (same curve, on the grid); 1 off-grid point;
-    # a new curve (5) and, still off the grid, its own point (1)
-    assert counts == [6, 0, 1, 6]
+    # 1 clean + 1 with x1 removed + 5 curve points; then no curve point (same curve, on the grid) but the
+    # x1-removed reference again (x2 is missing in some samples, which then keep x1, noisy: keep_one); the
+    # same plus 1 off-grid point; new x2 noise: a new curve (5), the reference (1), the off-grid point (1)
+    assert counts == [7, 1, 2, 7]
+    # without missing x2, x1's noise cannot reach the x1-removed reference: moving it costs nothing
+    memo = {}
+    playground_result({"concat": (model, bank)}, {"x1": 0.25}, None, ("noise", 0), levels, memo=memo)
+    hook = model.fusion.register_forward_hook(lambda mod, inp, out: calls.append(1))
+    before = len(calls)
+    try:
+        playground_result({"concat": (model, bank)}, {"x1": 0.75}, None, ("noise", 0), levels, memo=memo)
+    finally:
+        hook.remove()
+    assert len(calls) == before
 
 
 # ------------------------------------------------------------------------------------------ training outcomes
@@ -190,14 +202,16 @@ def test_figure_has_fixed_traces_for_every_method():
     levels = [0.0, 0.5, 1.0]
     fig = playground_figure(methods, ["late", "tensor"], {"late": 0.8, "tensor": 0.9}, {"late": 0.7, "tensor": 0.6},
                             levels, {"late": [0.8, 0.75, 0.7], "tensor": [0.9, 0.7, 0.5]}, 0.5, chance=0.5)
-    assert len(fig.data) == 2 + 2 * len(methods)
+    assert len(fig.data) == 2 + 3 * len(methods) + 1
     assert list(fig.data[0].x) == ["late", "tensor"] and list(fig.data[1].y) == [0.7, 0.6]
     assert fig.data[curve_trace_index("concat", methods)].visible is False
     assert list(fig.data[curve_trace_index("tensor", methods)].y) == [0.9, 0.7, 0.5]
     assert list(fig.data[marker_trace_index("late", methods)].x) == [0.5]
     assert [a.text for a in fig.layout.annotations] == ["accuracy: clean (grey), now (colour)",
-                                                      "robustness: accuracy vs noise level", "chance"]
+                                                      "robustness: accuracy vs noise level"]
     assert all(s.y0 == 0.5 for s in fig.layout.shapes) and len(fig.layout.shapes) == 2
+    assert [s.name for s in fig.layout.shapes if s.showlegend] == ["chance (50%)"]  # named once, in the legend
+    assert fig.layout.width is None  # sizes itself to the output area
     with pytest.raises(ValueError, match=r"\['fancy'\]"):
         playground_figure(methods, ["fancy"], {}, {}, levels, {}, 0.0)
     with pytest.raises(ValueError, match="step"):
@@ -288,6 +302,73 @@ def test_panel_switches_to_av_digits():
     assert p.controls["synergy"].disabled and p.controls["noise_1"].description == "audio noise"
     assert [label for label, _ in p.controls["curve"].options][:2] == ["noise on image", "noise on audio"]
     assert p.figure.layout.shapes[0].y0 == pytest.approx(p.data(p.state()).chance)
-    assert p.figure.layout.annotations[-1].y == pytest.approx(p.data(p.state()).chance)
+    assert p.figure.layout.shapes[1].name == f"chance ({p.data(p.state()).chance:.0%})"
     assert 0.1 < p.figure.data[0].y[0] <= 1.0  # 10 classes: better than chance after one epoch
     assert p.figure.layout.title.text.startswith("AV-Digits")
+
+
+# ------------------------------------------------------------------------------------------ modality removed, busy
+def test_figure_draws_a_named_modality_removed_line_per_method():
+    from mmlearn.viz.playground import removed_key_index, removed_trace_index
+
+    methods = ["late", "concat", "tensor"]
+    fig = playground_figure(methods, ["late", "tensor"], {"late": 0.8, "tensor": 0.9}, {"late": 0.7, "tensor": 0.6},
+                            [0.0, 1.0], {"late": [0.8, 0.7], "tensor": [0.9, 0.5]}, 0.0, chance=0.5,
+                            removed={"late": 0.75, "tensor": 0.65}, removed_label="x1 removed")
+    line = fig.data[removed_trace_index("tensor", methods)]
+    assert list(line.x) == [0.0, 1.0] and list(line.y) == [0.65, 0.65] and line.line.dash == "dash"
+    assert fig.data[removed_trace_index("concat", methods)].visible is False
+    assert fig.data[removed_key_index(methods)].name == "dashed: x1 removed"
+    assert fig.data[removed_key_index(methods)].showlegend is not False
+
+
+def test_removed_reference_is_the_accuracy_with_the_modality_absent(data, trained):
+    model, bank = trained
+    trained_ = {"concat": (model, bank)}
+    r = playground_result(trained_, {"x1": 0.3, "x2": 0.2}, {"x2": 0.1}, ("noise", 0), [0.0, 0.5, 1.0])
+    assert r["removed_label"] == "x1 removed"
+    want = corrupted_accuracy(model, bank, {"x2": 0.2}, {"x1": 1.0, "x2": 0.1})
+    assert r["removed"]["concat"] == pytest.approx(want)
+    # on the missing curve of x1, the removed line is the curve's right end
+    r = playground_result(trained_, None, None, ("missing", 0), [0.0, 0.5, 1.0])
+    assert r["removed"]["concat"] == pytest.approx(r["curves"]["concat"][-1])
+
+
+def test_set_busy_dims_and_restores_every_trace():
+    from mmlearn.viz.playground import BUSY_OPACITY, set_busy
+
+    fig = playground_figure(["late"], ["late"], {"late": 0.8}, {"late": 0.7}, [0.0, 1.0], {"late": [0.8, 0.7]}, 0.0,
+                            title="before")
+    set_busy(fig, True, "training concat …")
+    assert {t.opacity for t in fig.data} == {BUSY_OPACITY} and fig.layout.title.text == "training concat …"
+    set_busy(fig, False)
+    assert {t.opacity for t in fig.data} == {1.0}
+
+
+def test_panel_dims_the_figure_while_it_trains(panel, monkeypatch):
+    import mmlearn.widgets.playground as pg
+
+    seen = []
+    real = pg.train_fusion
+
+    def spy(*args, **kwargs):
+        seen.append((panel.figure.data[0].opacity, panel.figure.layout.title.text))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pg, "train_fusion", spy)
+    panel.controls["use_low_rank"].value = True
+    assert seen and seen[0][0] == pytest.approx(0.25) and seen[0][1].startswith("training low_rank")
+    assert panel.figure.data[0].opacity == 1.0 and not panel.figure.layout.title.text.startswith("training")
+    panel.controls["use_low_rank"].value = False
+
+
+def test_panel_noise_on_x1_falls_below_x1_removed_on_redundant_data(panel):
+    """The playground's lesson, checked: noise is worse than absence."""
+    from mmlearn.viz.playground import removed_trace_index
+
+    panel.controls["noise_0"].value = 1.0
+    r = panel.last_result
+    for m in r["methods"]:
+        assert r["now"][m] < r["removed"][m] - 0.03, r
+        assert panel.figure.data[removed_trace_index(m, list(FUSIONS))].y[0] == pytest.approx(r["removed"][m])
+    panel.controls["noise_0"].value = 0.0

@@ -7,7 +7,12 @@ The trace layout is fixed once for all registered methods, so the panel can upda
 - trace 1: bars, accuracy under the current noise and missing rates;
 - traces ``2 .. 2+K-1``: the robustness curve of each of the K methods (hidden when not selected);
 - traces ``2+K .. 2+2K-1``: a marker per method at the current setting, on its curve;
-- with a decomposition, one more bar trace: redundancy, uniqueness per modality, synergy (bits).
+- traces ``2+2K .. 2+3K-1``: per method, a dashed line at its accuracy with the curve's modality removed
+  (marked absent): the level a noisy modality can fall below (noise is worse than absence);
+- trace ``2+3K``: the legend key of those dashed lines ("<modality> removed"), no data;
+- with a decomposition, one more bar trace (the last): redundancy, uniqueness per modality, synergy (bits).
+
+The chance level is a dotted line on both plots (layout shapes), named in the legend.
 """
 
 from __future__ import annotations
@@ -34,6 +39,27 @@ def marker_trace_index(method: str, methods: Sequence[str]) -> int:
     return 2 + len(methods) + list(methods).index(method)
 
 
+def removed_trace_index(method: str, methods: Sequence[str]) -> int:
+    return 2 + 2 * len(methods) + list(methods).index(method)
+
+
+def removed_key_index(methods: Sequence[str]) -> int:
+    return 2 + 3 * len(methods)
+
+
+BUSY_OPACITY = 0.25
+
+
+def set_busy(fig, busy: bool, note: str = "training …") -> None:
+    """Dim every trace of ``fig`` and put ``note`` in the title while a panel trains (``busy``), restore
+    full opacity after (the panel's next draw writes the real title). Works in place on a FigureWidget,
+    whose changes reach the browser at once, even while the kernel is still busy training."""
+    for trace in fig.data:
+        trace.opacity = BUSY_OPACITY if busy else 1.0
+    if busy:
+        fig.layout.title.text = note
+
+
 def playground_figure(
     all_methods: Sequence[str],
     selected: Sequence[str],
@@ -45,6 +71,8 @@ def playground_figure(
     *,
     curve_label: str = "noise level",
     chance: float | None = None,
+    removed: Mapping[str, float] | None = None,
+    removed_label: str = "modality removed",
     decomposition: Mapping[str, float] | None = None,
     with_decomposition: bool = False,
     title: str = "Fusion playground",
@@ -54,7 +82,9 @@ def playground_figure(
 
     ``clean[m]``, ``now[m]``: accuracy of method ``m`` on clean data and under the current corruption;
     ``curves[m]``: accuracy at each of ``levels`` of the corruption named by ``curve_label``;
-    ``current_level``: where the marker sits. ``with_decomposition`` reserves a third panel for
+    ``current_level``: where the marker sits. ``removed[m]``: method ``m``'s accuracy with the curve's
+    modality removed, drawn as a dashed line across the curve plot (legend: ``removed_label``).
+    ``with_decomposition`` reserves a third panel for
     ``decomposition`` (``{"redundancy": r, "unique x1": u, ..., "synergy": s}`` in bits).
     """
     all_methods, selected = list(all_methods), list(selected)
@@ -91,6 +121,16 @@ def playground_figure(
                                  marker=dict(color=method_color(m, all_methods), size=12, symbol="circle",
                                              line=dict(color="white", width=1.5)),
                                  hovertemplate=f"{m} now: %{{y:.1%}}<extra></extra>"), row=1, col=2)
+    removed = dict(removed or {})
+    span = [min(levels), max(levels)]
+    for m in all_methods:  # the accuracy with the curve's modality removed, per method
+        on = m in selected and m in removed
+        fig.add_trace(go.Scatter(x=span, y=[removed[m]] * 2 if on else [None, None], mode="lines",
+                                 name=f"{m}: {removed_label}", visible=on, showlegend=False, legendgroup=m,
+                                 line=dict(color=method_color(m, all_methods), width=1.5, dash="dash"),
+                                 hovertemplate=f"{m}, {removed_label}: %{{y:.1%}}<extra></extra>"), row=1, col=2)
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"dashed: {removed_label}",
+                             line=dict(color="#555", width=1.5, dash="dash"), hoverinfo="skip"), row=1, col=2)
     if with_decomposition:
         parts = dict(decomposition or {})
         fig.add_trace(go.Bar(x=list(parts), y=list(parts.values()), name="information", showlegend=False,
@@ -103,14 +143,20 @@ def playground_figure(
     fig.update_xaxes(title_text="fusion method", row=1, col=1)
     fig.update_xaxes(title_text=curve_label, range=[min(levels) - 0.02, max(levels) + 0.02], row=1, col=2)
     if chance is not None:
-        # the chance line on both plots, labelled on the curve plot (the panel moves both with the data)
+        # the chance line on both plots, named once in the legend (the panel moves both with the data)
         fig.add_hline(y=chance, line_dash="dot", line_color="grey", row=1, col=1)
-        fig.add_hline(y=chance, line_dash="dot", line_color="grey", row=1, col=2, annotation_text="chance",
-                      annotation_position="bottom right", annotation_font_color="grey")
-    fig.update_layout(title=title, barmode="group", height=460, width=960, bargap=0.25,
+        fig.add_hline(y=chance, line_dash="dot", line_color="grey", row=1, col=2, name=chance_name(chance),
+                      showlegend=True)
+    # no fixed width: the figure takes its output area's width (a JupyterLab output beside the file browser
+    # is about 880 px at 1280 px; a fixed 960 px hid the right end of the curve)
+    fig.update_layout(title=title, barmode="group", height=480, bargap=0.25,
                       legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
                       **{**LAYOUT, "margin": dict(l=60, r=20, t=80, b=110)})
     return fig
+
+
+def chance_name(chance: float) -> str:
+    return f"chance ({chance:.0%})"
 
 
 def robustness_levels(step: float = 0.1) -> np.ndarray:

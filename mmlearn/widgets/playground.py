@@ -52,11 +52,15 @@ from ..fusion import FUSIONS
 from ..models import build_classifier
 from ..train import fit
 from ..viz.playground import (
+    chance_name,
     curve_trace_index,
     marker_trace_index,
     method_color,
     playground_figure,
+    removed_key_index,
+    removed_trace_index,
     robustness_levels,
+    set_busy,
 )
 from .base import Panel
 
@@ -295,7 +299,9 @@ def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], 
 
     ``trained``: ``{method: (model, bank)}`` for the selected methods; ``curve``: ``(kind, modality index)``.
     Returns ``clean``/``now`` (accuracy per method), ``curves`` (per method, over ``levels``),
-    ``current_level`` (the curve's x for the current setting) and ``curve_label``.
+    ``current_level`` (the curve's x for the current setting), ``curve_label``, ``removed`` (per method,
+    the accuracy with the curve's modality marked absent in every sample, every other setting as given:
+    the reference a noise curve can fall below) and ``removed_label``.
 
     ``memo`` (a dict the caller keeps) saves work across calls without changing any number: the clean
     accuracy of a model never changes, a curve depends only on the settings other than its own variable,
@@ -314,8 +320,17 @@ def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], 
     # the settings a curve depends on: everything but its own variable
     others = (tuple((m, v) for m, v in noise.items() if not (kind == "noise" and m == modality)),
               tuple((m, v) for m, v in missing.items() if not (kind == "missing" and m == modality)))
-    clean, now, curves = {}, {}, {}
+    clean, now, curves, removed = {}, {}, {}, {}
+    # the modality removed: missing in every sample, the rest as set. Its own noise then matters only in
+    # samples that would lose every modality, where drop_modalities keeps one (keep_one) and may keep it.
+    others_missing = any(v > 0 for m, v in missing.items() if m != modality)
+    gone = (tuple((m, v) for m, v in noise.items() if m != modality or others_missing),
+            tuple((m, v) for m, v in missing.items() if m != modality))
     for method, (model, bank) in trained.items():
+        key = (id(bank), "removed", modality, gone)
+        if key not in memo:
+            memo[key] = corrupted_accuracy(model, bank, noise, {**missing, modality: 1.0}, seed=seed)
+        removed[method] = memo[key]
         key = (id(bank), "clean")
         if key not in memo:
             memo[key] = corrupted_accuracy(model, bank, seed=seed)
@@ -330,7 +345,8 @@ def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], 
             now[method] = corrupted_accuracy(model, bank, noise, missing, seed=seed)
     label = f"noise on {modality}" if kind == "noise" else f"missing rate of {modality}"
     return dict(methods=list(trained), clean=clean, now=now, curves=curves, levels=list(levels),
-                current_level=float(current), curve_label=label)
+                current_level=float(current), curve_label=label, removed=removed,
+                removed_label=f"{modality} removed")
 
 
 def default_decomposition() -> Callable | None:
@@ -418,6 +434,7 @@ class PlaygroundPanel(Panel):
         figure = playground_figure(
             self.all_methods, first["methods"], first["clean"], first["now"], first["levels"], first["curves"],
             first["current_level"], curve_label=first["curve_label"], chance=first["chance"],
+            removed=first["removed"], removed_label=first["removed_label"],
             decomposition=first.get("decomposition"), with_decomposition=self._with_decomposition,
             title=first["title"],
         )
@@ -502,14 +519,21 @@ class PlaygroundPanel(Panel):
         if todo:
             epochs = {**TRAINING.get(data.name, TRAINING[SYNTHETIC]), **self.training}["epochs"]
             self.progress.max, self.progress.value = max(1, epochs * len(todo)), 0
-            for i, m in enumerate(todo, 1):
-                self.status.value = f"training <b>{m}</b> ({i}/{len(todo)}) on {data.name} …"
-                model = train_fusion(data, m, modality_dropout=dropout, seed=self.seed,
-                                     on_epoch_end=self._tick, **self.training)
-                bank = FeatureBank(model, data, seed=self.seed)
-                bank.warm(self.levels)
-                self.models[(key, m, dropout)] = (model, bank)
-                self.trainings += 1
+            figure = getattr(self, "figure", None)  # None while __init__ computes the first result
+            if figure is not None:  # dim the old figure: it no longer shows the current choice
+                set_busy(figure, True, f"training {', '.join(todo)} on {data.name} … (the figure updates when done)")
+            try:
+                for i, m in enumerate(todo, 1):
+                    self.status.value = f"training <b>{m}</b> ({i}/{len(todo)}) on {data.name} …"
+                    model = train_fusion(data, m, modality_dropout=dropout, seed=self.seed,
+                                         on_epoch_end=self._tick, **self.training)
+                    bank = FeatureBank(model, data, seed=self.seed)
+                    bank.warm(self.levels)
+                    self.models[(key, m, dropout)] = (model, bank)
+                    self.trainings += 1
+            finally:
+                if figure is not None:
+                    set_busy(figure, False)
             self.progress.value = self.progress.max
         self.status.value = f"{len(self.models)} trained model(s) cached"
         return {m: self.models[(key, m, dropout)] for m in methods}
@@ -560,21 +584,25 @@ class PlaygroundPanel(Panel):
             curve, marker = fig.data[curve_trace_index(m, all_methods)], fig.data[marker_trace_index(m, all_methods)]
             on = m in methods
             curve.visible = marker.visible = on
+            gone = fig.data[removed_trace_index(m, all_methods)]
+            gone.visible = on
             if on:
                 curve.x = result["levels"]
                 curve.y = list(result["curves"][m])
                 marker.x = [result["current_level"]]
                 marker.y = [result["now"][m]]
+                gone.y = [result["removed"][m]] * 2
+                gone.name = f"{m}: {result['removed_label']}"
+        fig.data[removed_key_index(all_methods)].name = f"dashed: {result['removed_label']}"
         fig.layout.annotations[1].text = f"robustness: accuracy vs {result['curve_label']}"
         fig.layout.xaxis2.title.text = result["curve_label"]
-        for shape in fig.layout.shapes:  # the chance lines and their label
+        for shape in fig.layout.shapes:  # the chance lines, one of them named in the legend
             shape.y0 = shape.y1 = result["chance"]
-        for note in fig.layout.annotations:
-            if note.text == "chance":
-                note.y = result["chance"]
+            if shape.showlegend:
+                shape.name = chance_name(result["chance"])
         fig.layout.title.text = result["title"]
         if self._with_decomposition and "decomposition" in result:
             parts = result["decomposition"]
-            bars = fig.data[2 + 2 * len(all_methods)]
+            bars = fig.data[-1]
             bars.x, bars.y = list(parts), list(parts.values())
             bars.text = [f"{v:.2f}" for v in parts.values()]
