@@ -92,3 +92,11 @@ def test_reference_lines_are_named_in_the_legend():
     assert [type(t).__name__ for t in fig.data] == ["Bar", "Heatmap", "Heatmap", "Heatmap"]
     assert fig.layout.yaxis3.autorange == "reversed" and fig.layout.yaxis4.title.text == "mel band"
     assert fig.layout.width is None
+
+
+def test_alignment_panel_figure_names_its_points_and_has_no_fixed_width():
+    fig = viz.alignment_panel_figure({"a": 0.5}, {"s1": (0.4, -2.0), "s2": (0.6, -1.0)}, "s2", np.eye(3), [0, 1, 2])
+    assert fig.layout.width is None
+    assert [t.name for t in fig.data[1:3]] == ["grey: every precomputed (τ, B) setting", "red star: this setting"]
+    assert all(t.showlegend is not False for t in fig.data[1:3])
+    assert fig.data[3].colorbar.title.text == "cos"

@@ -120,7 +120,8 @@ def alignment_uniformity_figure(points: Mapping[str, tuple[float, float]], highl
     colors = [BAD if n == highlight else "#1f77b4" for n in names]
     fig = go.Figure(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers+text", text=names, textposition="top center",
                                marker=dict(size=11, color=colors), hovertemplate="%{text}<br>alignment %{x:.3f}"
-                               "<br>uniformity %{y:.3f}<extra></extra>", showlegend=False))
+                               "<br>uniformity %{y:.3f}<extra></extra>",
+                               name="one point per setting" + (f" (red: {highlight})" if highlight else "")))
     fig.update_layout(title=title, xaxis_title="alignment E||f(x)-f(y)||² (positive pairs)",
                       yaxis_title="uniformity log E exp(-2||f(x)-f(y)||²)", height=420, **LAYOUT)
     return fig
@@ -153,7 +154,7 @@ def alignment_panel_figure(recall: Mapping[str, float], plane: Mapping[str, tupl
     ``sim`` (n, n) test similarities (rows images, columns clips) with ``labels`` (n,).
     Trace order (updated in place by the panel): 0 bars, 1 all settings, 2 current setting, 3 heatmap.
     """
-    fig = make_subplots(rows=1, cols=3, column_widths=[0.28, 0.36, 0.36], horizontal_spacing=0.12,
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.26, 0.37, 0.37], horizontal_spacing=0.11,
                         subplot_titles=("recall@1 on the test set", "alignment vs uniformity",
                                         "similarity: images x clips"))
     names = list(recall)
@@ -163,13 +164,14 @@ def alignment_panel_figure(recall: Mapping[str, float], plane: Mapping[str, tupl
                   row=1, col=1)
     keys = list(plane)
     xy = np.array([plane[k] for k in keys], dtype=float).reshape(-1, 2)
-    fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", text=keys, name="other settings",
-                             marker=dict(size=9, color="#bbbbbb"), hovertemplate="%{text}<extra></extra>",
-                             showlegend=False), row=1, col=2)
+    fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", text=keys,
+                             name="grey: every precomputed (τ, B) setting",
+                             marker=dict(size=9, color="#bbbbbb"), hovertemplate="%{text}<extra></extra>"),
+                  row=1, col=2)
     cx, cy = plane[current]
-    fig.add_trace(go.Scatter(x=[cx], y=[cy], mode="markers", text=[current], name="this setting",
-                             marker=dict(size=14, color=BAD, symbol="star"), hovertemplate="%{text}<extra></extra>",
-                             showlegend=False), row=1, col=2)
+    fig.add_trace(go.Scatter(x=[cx], y=[cy], mode="markers", text=[current], name="red star: this setting",
+                             marker=dict(size=14, color=BAD, symbol="star"), hovertemplate="%{text}<extra></extra>"),
+                  row=1, col=2)
     s = _numpy(sim)
     lab = [str(v) for v in (_numpy(labels) if labels is not None else range(len(s)))]
     fig.add_trace(go.Heatmap(z=s, colorscale="RdBu_r", zmin=-1, zmax=1, colorbar=dict(title="cos", len=0.9),
@@ -187,8 +189,8 @@ def alignment_panel_figure(recall: Mapping[str, float], plane: Mapping[str, tupl
     fig.update_yaxes(title_text="image (digit)", tickvals=list(range(0, len(lab), step)), ticktext=lab[::step],
                      autorange="reversed", row=1, col=3)
     fig.update_xaxes(tickangle=-30, row=1, col=1)
-    # three plots side by side need the width (a FigureWidget is 700 px wide by default;
-    # 940 px fits a JupyterLab output area on a 1024 px wide window)
-    fig.update_layout(title=title, height=500, width=940,
-                      **{**LAYOUT, "margin": dict(l=60, r=20, t=90, b=120)})
+    # no fixed width: the figure takes its output area's width (about 880 px beside JupyterLab's file
+    # browser at 1280 px; a fixed 940 px hid the colour bar)
+    fig.update_layout(title=title, height=520, legend=dict(orientation="h", yanchor="top", y=-0.3, x=0.25),
+                      **{**LAYOUT, "margin": dict(l=60, r=20, t=90, b=130)})
     return fig
