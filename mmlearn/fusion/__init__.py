@@ -16,6 +16,7 @@ from .attention import CrossAttentionFusion
 from .gated import GatedFusion
 from .embracenet import EmbraceNetFusion
 from .deq import DEQFusion, anderson, fixed_point_iteration
+from .available import AvailableModalityFusion, MeanAvailableModalityFusion
 
 __all__ = [
     "FUSIONS",
