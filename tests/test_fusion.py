@@ -33,6 +33,7 @@ DIMS = {"image": 6, "audio": 5}
 
 
 OUT = 8  # divisible by DEQ's GroupNorm groups
+NAN, INF = float("nan"), float("inf")
 
 
 def _features(dims=DIMS, n=7, seed=0, dtype=torch.float32):
@@ -491,6 +492,14 @@ def test_solvers_converge_per_sample_and_a_bad_row_changes_no_other(solver):
     assert torch.equal(z1, z0) and info1["iterations"] == 1 and info1["residual"] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("option", [{"m": 0}, {"m": 2.5}, {"lam": NAN}, {"lam": -1.0}, {"beta": 0.0}, {"beta": NAN},
+                                    {"beta": 1.5}, {"max_iter": NAN}, {"tol": -INF}])
+def test_anderson_rejects_bad_options(option):
+    z0 = torch.zeros(2, 3)
+    with pytest.raises((ValueError, TypeError), match=list(option)[0]):
+        anderson(lambda z: 0.5 * z + 1, z0, **{"max_iter": 10, "tol": 1e-6, **option})
+
+
 def test_deq_output_of_a_row_is_the_same_alone_and_beside_a_hard_row():
     torch.manual_seed(0)
     # PyTorch's default init (init_scale = 1): some rows are far from a contraction and stop at max_iter
@@ -618,7 +627,6 @@ def test_nan_in_a_present_row_and_non_float_inputs_are_clear_errors(name):
         assert f64({m: v.half() for m, v in x.items()}).dtype == torch.float64
 
 
-NAN, INF = float("nan"), float("inf")
 BAD_OPTIONS = [
     ("late", {"weights": {"image": NAN}}, "weights"),
     ("late", {"weights": {"image": -1.0, "audio": 2.0}}, "weights"),
