@@ -311,7 +311,8 @@ def test_vae_imputation_is_closer_to_the_truth_than_zeros_or_the_training_mean()
            "zeros": float(truth.square().mean()),
            "mean": float((training_means(train)["x2"] - truth).square().mean())}
     assert torch.equal(imputed["x1"], test.inputs["x1"])
-    assert err["vae"] < 0.6 * min(err["zeros"], err["mean"]), err
+    print("imputation MSE of x2 from x1:", err)
+    assert err["vae"] < 0.75 * min(err["zeros"], err["mean"]), err  # measured 0.59 vs 1.06
     # impute_with_vae directly: present rows kept
     direct = impute_with_vae(vae, {"x1": test.inputs["x1"], "x2": torch.zeros_like(truth)}, present)
     torch.testing.assert_close(direct["x2"], imputed["x2"])
@@ -430,11 +431,15 @@ def test_scale_shift_adapter_at_identity_reproduces_the_frozen_model_and_trains_
     assert counts["trainable"] == 2 * (16 + 16 + 64)  # two encoders' 16 features and the 64-wide fusion
     assert counts["total"] == counts["trainable"] + sum(p.numel() for p in model.parameters())
     before = evaluate(adapter, test)["accuracy"]
+    loss_before = evaluate(adapter, train)["loss"]
     fit(adapter, train, epochs=5, lr=1e-2, progress=False)
+    assert evaluate(adapter, train)["loss"] < loss_before  # the adapter fits the missing pattern
     for k, v in model.state_dict().items():
         assert torch.equal(v, frozen[k]), k
     assert not torch.equal(adapter.gamma["fusion"], torch.ones(64))
-    assert evaluate(adapter, test)["accuracy"] >= before - 0.02
+    after = evaluate(adapter, test)["accuracy"]
+    print("adapter", counts, f"x2 missing: frozen {before:.3f}, adapted {after:.3f}")
+    assert after >= before - 0.02
     assert not model.training
     with pytest.raises(ValueError, match="no layer 'decoder'"):
         ScaleShiftAdapter(model, layers=["decoder"])
