@@ -259,7 +259,10 @@ class DEQFusion(Fusion):
     is below ``tol`` and is then frozen, so a sample's output does not depend
     on the other samples of the batch (one hard sample neither stops the
     others early nor keeps them iterating); Anderson mixes each sample's own
-    history only. The same holds for the adjoint solve.
+    history only. The same holds for the adjoint solve. (A sample that does
+    not reach ``tol`` within ``max_iter`` is not at a fixed point; where ``f``
+    is chaotic, the rounding differences of batched matrix products of other
+    sizes can still move its last iterate, e.g. by 1e-2 in float32.)
 
     ``P_i``: a linear map ``in_dims[i] -> d`` (the paper's modalities already
     share the width d; here they need not). ``d`` must be divisible by
