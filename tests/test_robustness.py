@@ -18,7 +18,7 @@ from mmlearn.data import add_noise, make_latent_views, modality_stats, to_batch
 from mmlearn.data.batch import Batch
 from mmlearn.fusion import FUSIONS, make_fusion
 from mmlearn.fusion.available import AvailableModalityFusion
-from mmlearn.models import MLPEncoder, MultimodalClassifier, build_classifier
+from mmlearn.models import build_classifier
 from mmlearn.representation import MultimodalVAE, fit_representation
 from mmlearn.robustness import (
     CORRUPTIONS,
