@@ -228,3 +228,88 @@ def test_pareto_front_of_a_hand_made_set():
         pareto_front([(float("nan"), 1.0)])
     with pytest.raises(ValueError, match="lacks"):
         pareto_front([{"accuracy": 1.0}])
+
+
+# ------------------------------------------------------------------ MFAS architecture search
+
+from mmlearn.efficiency.search import (  # noqa: E402
+    MFASFusion,
+    fusion_architecture_search,
+    mfas_temperature,
+    pretrain_layered_encoders,
+    search_space_size,
+)
+from mmlearn.train import evaluate, fit  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def mfas_data():
+    data = make_latent_views(600, dim=8, redundancy=0.5, synergy=1.5, seed=0)
+    tr, va = to_batch(data, rows=slice(0, 400)), to_batch(data, rows=slice(400, 600))
+    encoders = pretrain_layered_encoders(tr, widths=(16, 12, 8), epochs=4, seed=0)
+    return tr, va, encoders
+
+
+SMALL = dict(activations=("relu", "sigmoid"), max_layers=2, budget=14, samples_per_step=3, epochs=2, width=8)
+
+
+def test_mfas_temperature_schedule_follows_its_formula():
+    for step in range(8):
+        want = (10.0 - 0.2) * math.exp(-((step + 1) ** 2) / 16.0) + 0.2
+        assert mfas_temperature(step) == pytest.approx(want, rel=1e-12)
+    np.testing.assert_allclose([mfas_temperature(s) for s in range(4)], [9.406, 7.832, 5.784, 3.805], atol=1e-3)
+    assert mfas_temperature(50) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="decay must be > 0"):
+        mfas_temperature(0, decay=0.0)
+
+
+def test_mfas_search_space_size_is_the_product_of_the_choices_and_the_run_is_reproducible(mfas_data):
+    tr, va, encoders = mfas_data
+    assert search_space_size(3, 5, 2, 4) == 30**4 == 810_000  # AV-MNIST's max_labels (3, 5, 2), method-notes Sec. 13
+    r1 = fusion_architecture_search(tr, va, encoders=encoders, seed=0, **SMALL)
+    assert r1.choices_per_layer == (3, 3, 2)
+    assert r1.search_space_size == (3 * 3 * 2) ** 2 == 324
+    # the first step trains all 18 single-layer choices, but the budget stops it at 14
+    assert r1.n_trained == len(r1.leaderboard) == 14
+    assert len({a for a, _ in r1.leaderboard}) == 14
+    accs = [acc for _, acc in r1.leaderboard]
+    assert accs == sorted(accs, reverse=True) and 0.0 <= accs[-1] <= accs[0] <= 1.0
+    assert r1.temperatures[0] == 10.0
+    np.testing.assert_allclose(r1.temperatures[1:], [mfas_temperature(s) for s in range(len(r1.temperatures) - 1)])
+    r2 = fusion_architecture_search(tr, va, encoders=encoders, seed=0, **SMALL)
+    assert r2.leaderboard == r1.leaderboard
+
+
+def test_mfas_grows_deeper_architectures_and_returns_a_working_trainable_classifier(mfas_data):
+    tr, va, encoders = mfas_data
+    r = fusion_architecture_search(tr, va, encoders=encoders, seed=1, **{**SMALL, "budget": 30})
+    depths = {len(a) for a, _ in r.leaderboard}
+    assert depths == {1, 2}
+    for arch, _ in r.leaderboard:
+        assert all(0 <= i < 3 and 0 <= j < 3 and act in ("relu", "sigmoid") for i, j, act in arch)
+    model = r.best_model
+    assert isinstance(model.fusion, MFASFusion) and model.fusion.architecture == r.best_architecture
+    # the returned model is the trained candidate: its validation accuracy is the leaderboard's best
+    assert evaluate(model, va)["accuracy"] == pytest.approx(r.leaderboard[0][1], abs=1e-6)
+    feats = model.layer_features(va.inputs)
+    assert sorted(feats) == ["x1/0", "x1/1", "x1/2", "x2/0", "x2/1", "x2/2"]
+    assert model.fusion(feats).shape == (200, 8)
+    assert model(va.inputs).shape == (200, 2)
+    enc_before = {n: p.clone() for n, p in model.encoders.named_parameters()}
+    fus_before = {n: p.detach().clone() for n, p in model.fusion.named_parameters()}
+    fit(model, tr, epochs=2, progress=False)
+    assert all(torch.equal(p, enc_before[n]) for n, p in model.encoders.named_parameters())  # frozen
+    assert all(not torch.equal(p.detach(), fus_before[n]) for n, p in model.fusion.named_parameters())
+
+
+def test_mfas_rejects_bad_input(mfas_data):
+    tr, va, encoders = mfas_data
+    three = make_latent_views(50, modalities=("a", "b", "c"), seed=0)
+    with pytest.raises(ValueError, match="two modalities"):
+        fusion_architecture_search(three, three)
+    with pytest.raises(ValueError, match="activations must be"):
+        fusion_architecture_search(tr, va, encoders=encoders, activations=("tanh",))
+    with pytest.raises(ValueError, match="budget must be >= 1"):
+        fusion_architecture_search(tr, va, encoders=encoders, budget=0)
+    with pytest.raises(ValueError, match="layer 5 of 'x1'"):
+        MFASFusion({"x1/0": 3, "x2/0": 3}, 4, [(5, 0, "relu")], ["x1", "x2"])

@@ -2,10 +2,21 @@
 
 - :func:`greedy_modality_selection` / :func:`brute_force_selection` with the utilities
   :func:`mutual_information_utility` and :func:`accuracy_utility` (Cheng et al., UAI 2022);
+- :func:`fusion_architecture_search` (MFAS, Perez-Rua et al., CVPR 2019) over frozen layered encoders;
 - :func:`efficiency_profile` (parameters, FLOPs, latency, memory, accuracy) and :func:`pareto_front`.
 """
 
 from .profile import EfficiencyProfile, count_flops, count_parameters, efficiency_profile, pareto_front
+from .search import (
+    LayeredMLP,
+    MFASClassifier,
+    MFASFusion,
+    SearchResult,
+    fusion_architecture_search,
+    mfas_temperature,
+    pretrain_layered_encoders,
+    search_space_size,
+)
 from .selection import (
     SelectionResult,
     accuracy_utility,
@@ -15,6 +26,14 @@ from .selection import (
 )
 
 __all__ = [
+    "LayeredMLP",
+    "MFASClassifier",
+    "MFASFusion",
+    "SearchResult",
+    "fusion_architecture_search",
+    "mfas_temperature",
+    "pretrain_layered_encoders",
+    "search_space_size",
     "EfficiencyProfile",
     "SelectionResult",
     "accuracy_utility",
