@@ -285,3 +285,27 @@ def test_property_clear_error_or_finite_result_independent_of_absent_rows(name, 
         want = model.objective({m: v.to(dtype) for m, v in clean.items()}, present, y)["loss"]
     assert torch.isfinite(got)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 5), m=st.integers(1, 4), d=st.integers(1, 3), prior=st.booleans(), seed=st.integers(0, 2**16),
+       fill=st.sampled_from([float("nan"), float("inf"), 0.0]))
+def test_property_product_of_experts_is_the_gaussian_product_of_the_present_experts(b, m, d, prior, seed, fill):
+    from mmlearn.representation import product_of_experts
+
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(b, m, d, generator=g, dtype=torch.float64)
+    logvar = torch.randn(b, m, d, generator=g, dtype=torch.float64)
+    present = torch.rand(b, m, generator=g) < 0.6
+    if not prior:
+        present[:, 0] = True  # without the prior every row needs an expert
+    # absent experts may hold anything
+    mu_bad = torch.where(present[..., None], mu, torch.full_like(mu, fill))
+    lv_bad = torch.where(present[..., None], logvar, torch.full_like(logvar, fill))
+    got_mu, got_lv = product_of_experts(mu_bad, lv_bad, present, prior=prior)
+    for i in range(b):
+        keep = present[i]
+        precision = torch.exp(-logvar[i][keep]).sum(0) + (1.0 if prior else 0.0)  # summed precisions
+        mean = (torch.exp(-logvar[i][keep]) * mu[i][keep]).sum(0) / precision  # precision-weighted mean
+        torch.testing.assert_close(got_mu[i], mean, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got_lv[i], -torch.log(precision), rtol=1e-12, atol=1e-12)
