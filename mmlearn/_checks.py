@@ -177,7 +177,7 @@ def check_finite(
     Absent rows may hold anything (they are ignored, see :func:`fill_absent`).
     """
     for name, x in inputs.items():
-        if not torch.is_floating_point(x) and not torch.is_complex(x):
+        if not torch.is_floating_point(x) and not torch.is_complex(x) or x.numel() == 0:
             continue
         bad = ~torch.isfinite(x).reshape(x.shape[0], -1).all(dim=1) if x.dim() > 1 else ~torch.isfinite(x)
         if present is not None and name in present:
@@ -205,11 +205,14 @@ def check_number(
     ``x < 0`` is False for NaN, so a plain comparison lets NaN through; this does not.
     Returns the value as ``float`` (or ``int``).
     """
-    if isinstance(value, bool) or (isinstance(value, Tensor) and value.numel() != 1):
-        raise TypeError(f"{name} must be a {'whole number' if integer else 'real number'}, got {value!r}")
+    kind = "whole number" if integer else "real number"
+    if isinstance(value, (bool, str, bytes)) or (isinstance(value, Tensor) and value.numel() != 1):
+        raise TypeError(f"{name} must be a {kind}, got {value!r}")
+    if hasattr(value, "item") and not isinstance(value, (int, float)):  # numpy / torch scalars
+        if getattr(value, "dtype", None) is not None and str(value.dtype) == "bool":
+            raise TypeError(f"{name} must be a {kind}, got {value!r}")
+        value = value.item()
     if integer:
-        if isinstance(value, Tensor):
-            value = value.item()
         if not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
             raise TypeError(f"{name} must be a whole number, got {value!r}")
         out: float | int = int(value)

@@ -105,3 +105,18 @@ def test_check_finite_loss_raises_with_epoch_and_step_or_warns():
     assert any("skipped" in str(w.message) for w in caught)
     with pytest.raises(ValueError, match="on_nonfinite"):
         check_finite_loss(torch.tensor(1.0), epoch=0, step=0, on_nonfinite="ignore")
+
+
+def test_check_number_takes_numpy_and_torch_scalars_but_not_strings():
+    import numpy as np
+
+    assert check_number(np.int64(3), "k", low=1, integer=True) == 3
+    assert check_number(np.float32(0.5), "p", low=0, high=1) == 0.5
+    assert check_number(torch.tensor(2), "k", integer=True) == 2
+    for bad in ("0.4", np.bool_(True), torch.tensor(True)):
+        with pytest.raises(TypeError, match="p must be"):
+            check_number(bad, "p")
+
+
+def test_check_finite_accepts_an_empty_batch():
+    check_finite({"x": torch.zeros(0, 3, 2)})
