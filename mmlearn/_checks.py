@@ -209,7 +209,7 @@ def check_number(
     if isinstance(value, (bool, str, bytes)) or (isinstance(value, Tensor) and value.numel() != 1):
         raise TypeError(f"{name} must be a {kind}, got {value!r}")
     if hasattr(value, "item") and not isinstance(value, (int, float)):  # numpy / torch scalars
-        if getattr(value, "dtype", None) is not None and str(value.dtype) == "bool":
+        if getattr(value, "dtype", None) is not None and str(value.dtype).endswith("bool"):
             raise TypeError(f"{name} must be a {kind}, got {value!r}")
         value = value.item()
     if integer:
