@@ -313,3 +313,83 @@ def test_mfas_rejects_bad_input(mfas_data):
         fusion_architecture_search(tr, va, encoders=encoders, budget=0)
     with pytest.raises(ValueError, match="layer 5 of 'x1'"):
         MFASFusion({"x1/0": 3, "x2/0": 3}, 4, [(5, 0, "relu")], ["x1", "x2"])
+
+
+# ------------------------------------------------------------------ auto_fusion and recommend_fusion
+
+from dataclasses import dataclass  # noqa: E402
+
+from mmlearn.data import make_bitwise  # noqa: E402
+from mmlearn.efficiency.auto import auto_fusion, recommend_fusion  # noqa: E402
+
+SYNERGY_CAPABLE = {"concat", "tensor", "low_rank", "cross_attention", "early", "deq"}
+
+
+def test_auto_fusion_on_xor_picks_a_method_that_represents_synergy_and_sorts_its_leaderboard():
+    tr, va = make_bitwise("xor", 1000, seed=0), make_bitwise("xor", 400, seed=1)
+    r = auto_fusion(tr, va, budget=36, methods=["late", "concat", "tensor", "early"])
+    assert r.method != "late" and r.method in SYNERGY_CAPABLE
+    scores = [e["val_accuracy"] for e in r.leaderboard]
+    assert scores == sorted(scores, reverse=True)
+    assert scores[0] > 0.9  # measured 1.0
+    late = next(e for e in r.leaderboard if e["method"] == "late")
+    assert late["val_accuracy"] < 0.65  # measured 0.51: additive fusion cannot represent XOR
+    assert late["rung"] == 0  # eliminated in the first round
+    assert r.leaderboard[0]["method"] == r.method and r.epochs_used <= 36
+    assert sum(e["epochs"] for e in r.leaderboard) == r.epochs_used
+    pred = r.predict(va)
+    assert pred.shape == (400,)
+    assert float((pred == torch.as_tensor(va["label"])).float().mean()) == pytest.approx(scores[0])
+
+
+def test_auto_fusion_rejects_bad_input():
+    tr = make_bitwise("xor", 50)
+    with pytest.raises(ValueError, match="unknown fusion method 'nope'"):
+        auto_fusion(tr, tr, methods=["nope"])
+    with pytest.raises(ValueError, match="budget must be >= 1"):
+        auto_fusion(tr, tr, budget=0)
+    with pytest.raises(TypeError, match="methods must be a list"):
+        auto_fusion(tr, tr, methods="late")
+    with pytest.raises(ValueError, match="lrs"):
+        auto_fusion(tr, tr, lrs=(float("nan"),))
+
+
+@dataclass
+class FakePID:
+    redundancy: float
+    unique1: float
+    unique2: float
+    synergy: float
+
+
+@pytest.mark.parametrize("pid,dominant,first", [
+    (FakePID(0.05, 0.0, 0.05, 0.9), "synergy", "tensor"),
+    (FakePID(0.8, 0.1, 0.0, 0.1), "redundancy", "early"),
+    (FakePID(0.1, 0.5, 0.2, 0.1), "uniqueness", "late"),
+    (FakePID(0.0, 0.0, 0.0, 0.001), "none", "late"),
+])
+def test_recommend_fusion_follows_the_dominant_interaction(pid, dominant, first):
+    rec = recommend_fusion(pid=pid)
+    assert rec.dominant == dominant and rec.methods[0] == first
+    if dominant != "none":
+        assert sum(rec.fractions.values()) == pytest.approx(1.0)
+    if dominant == "synergy":
+        assert "late" not in rec.methods
+        assert rec.fractions["synergy"] == pytest.approx(0.9)
+
+
+def test_recommend_fusion_rejects_bad_pid_objects():
+    with pytest.raises(TypeError, match="object lacks redundancy"):
+        recommend_fusion(pid=object())
+    with pytest.raises(ValueError, match="pid.synergy must be finite"):
+        recommend_fusion(pid=FakePID(0.1, 0.1, 0.1, float("nan")))
+    with pytest.raises(ValueError, match="needs data or a precomputed pid"):
+        recommend_fusion()
+
+
+@pytest.mark.parametrize("kind,dominant", [("xor", "synergy"), ("redundant", "redundancy"), ("unique", "uniqueness")])
+def test_recommend_fusion_end_to_end_with_the_pid_estimator(kind, dominant):
+    pytest.importorskip("mmlearn.interactions")
+    rec = recommend_fusion(make_bitwise(kind, 1000, seed=0))
+    assert rec.dominant == dominant
+    assert rec.fractions[dominant] > 0.95  # exact PID puts everything in one term
