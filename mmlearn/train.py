@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import NonFiniteLossError, check_finite_loss, check_number
+from ._checks import NonFiniteLossError, check_finite, check_finite_loss, check_number
 from .data.batch import Batch, as_batch, check_labels
 
 ExtraLoss = Callable[[nn.Module, object, Batch], Tensor]
@@ -209,6 +209,8 @@ def fit(
         history.update(eval_loss=[], eval_acc=[])
     if on_nonfinite == "warn":
         history["skipped_steps"] = []
+    # NaN/inf in present training rows is bad data, reported as such before any step
+    check_finite(train_batch.inputs, train_batch.present, what="fit: training inputs")
     step = 0
     bar = tqdm(range(1, epochs + 1), desc="training", disable=not progress, leave=False)
     for epoch in bar:
@@ -219,7 +221,21 @@ def fit(
             if train_transform is not None:
                 batch = train_transform(batch, step)
             batch = batch.to(device)
-            out = _forward(model, batch)
+            try:
+                out = _forward(model, batch)
+            except ValueError as err:
+                # the data were checked finite above, so NaN/inf inside the model means the weights diverged
+                if "NaN or inf" not in str(err):
+                    raise
+                msg = (f"fit: the model's intermediate values became NaN or inf at epoch {epoch}, step {step} "
+                       f"({err}); the inputs are finite, so training diverged: lower the learning rate")
+                if on_nonfinite == "raise":
+                    raise NonFiniteLossError(msg) from err
+                import warnings
+
+                warnings.warn(msg + "; this step was skipped", RuntimeWarning, stacklevel=2)
+                step, skipped = step + 1, skipped + 1
+                continue
             logits = _logits(out)
             loss = loss_fn(logits, batch.y)
             for term in extra_losses:

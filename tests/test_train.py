@@ -220,3 +220,19 @@ def test_fit_on_the_given_device(data):
     model = build_classifier(SHAPES, 2)
     fit(model, train, test, epochs=1, device=device, progress=False)
     assert next(model.parameters()).device.type == device
+
+
+@pytest.mark.parametrize("lr", [1e2, 1e4, 1e8])
+def test_a_diverging_run_is_reported_as_divergence_not_as_bad_data(lr):
+    """Huge steps can make features inf before the loss is; fit must still call it divergence."""
+    from mmlearn.balance.experiment import balance_model
+    from mmlearn.data import make_latent_views, to_batch
+
+    train = to_batch(make_latent_views(n=256, seed=0))
+    dims = {m: int(x.shape[1]) for m, x in train.inputs.items()}
+    for method_seed in range(3):
+        model = balance_model(dims, seed=method_seed)
+        # plain SGD at these rates diverges within two epochs (Adam's steps are bounded by lr);
+        # at 1e4 and above the features overflow before the loss does
+        with pytest.raises(NonFiniteLossError, match=r"at epoch [12], step \d+"):
+            fit(model, train, epochs=3, lr=lr, optimizer="sgd", progress=False, seed=method_seed)
