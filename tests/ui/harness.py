@@ -44,7 +44,10 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 1400, "height": 1000}
+#: the window of the review: 1280 x 900 with JupyterLab's file browser open leaves about 880-910 px for outputs
+VIEWPORT = {"width": 1280, "height": 900}
+#: a plot may pass its output area's right edge by this much (sub-pixel rounding) before it counts as cut off
+OVERFLOW_TOLERANCE_PX = 2
 
 #: controls the checker knows how to move, in the order it tries them
 CONTROL_SELECTOR = ".widget-slider, .widget-checkbox, .widget-dropdown, .widget-toggle-buttons"
@@ -203,6 +206,10 @@ def start_voila(notebook: Path, workdir: Path, timeout: float = 90.0) -> Server:
         "--Voila.token=", "--show_tracebacks=True",  # (Voila has no --allow-root: it runs as root as is)
     ]
     base = f"http://127.0.0.1:{port}"
+    # the repository's voila.json (it hides the cells tagged notebook-only): Voila reads it from its working
+    # directory, which is the repository root for `voila notebooks/playground.ipynb` and on Binder
+    if (ROOT / "voila.json").exists():
+        shutil.copy(ROOT / "voila.json", workdir / "voila.json")
     # "/" executes the notebook, so readiness is read from the log instead of polling a page
     return _spawn("voila", cmd, workdir, _server_env(workdir), base, base, timeout, log_marker="is running at")
 
@@ -250,6 +257,7 @@ class PageReport:
     errors: list[str] = field(default_factory=list)            # error outputs (cells or widget Output areas)
     figures: int = 0                                           # plotly figures found
     blank_figures: list[str] = field(default_factory=list)     # figures with no drawn trace
+    overflowing: list[str] = field(default_factory=list)       # figures wider than their output area (cut off)
     undrawn_outputs: list[str] = field(default_factory=list)   # plotly outputs without a drawn plot
     widget_errors: list[str] = field(default_factory=list)     # widgets that failed to render
     panels: list[PanelReport] = field(default_factory=list)
@@ -260,11 +268,14 @@ class PageReport:
     screenshots: list[str] = field(default_factory=list)       # one per output with a figure or widget
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)                # open / run / panels, seconds
+    text: str = ""                                             # the page's visible text (Voila: what the app shows)
+    output_width: int = 0                                      # width of the widest output area, px
 
     def problems(self) -> list[str]:
         out = [f"error output: {e}" for e in self.errors]
         out += [f"figure not drawn: {f}" for f in self.undrawn_outputs]
         out += [f"blank figure (no trace drawn): {f}" for f in self.blank_figures]
+        out += [f"figure extends past its output area (cut off): {f}" for f in self.overflowing]
         out += [f"widget failed to render: {w}" for w in self.widget_errors]
         out += [f"kernel error outside a cell: {k}" for k in self.kernel_errors]
         if self.unexecuted:
@@ -297,6 +308,35 @@ _JS_FIGURES = r"""
   });
 }
 """
+
+_JS_OVERFLOW = r"""
+(tolerance) => {
+  // every plotly plot (its div and its SVG layers) against the right edge of the output area it sits in:
+  // a plot wider than the area is cut off (or needs a horizontal scroll nobody sees)
+  const out = [];
+  document.querySelectorAll('.js-plotly-plot').forEach(gd => {
+    const area = gd.closest('.jp-OutputArea-output') || gd.closest('.jp-Cell-outputArea')
+                 || gd.closest('.jp-OutputArea');
+    if (!area || area.offsetParent === null) return;
+    const limit = area.getBoundingClientRect().right;
+    const right = Math.max(gd.getBoundingClientRect().right,
+                           ...Array.from(gd.querySelectorAll('.main-svg')).map(e => e.getBoundingClientRect().right));
+    if (right > limit + tolerance) {
+      const t = gd.layout && gd.layout.title;
+      const title = (t ? (typeof t === 'string' ? t : (t.text || '')) : '') || '(untitled)';
+      out.push(`${title.slice(0, 80)}: right edge ${Math.round(right)} px, output area ends at ${Math.round(limit)} px `
+               + `(${Math.round(right - limit)} px cut off)`);
+    }
+  });
+  return out;
+}
+"""
+
+
+def overflowing_figures(page, tolerance: float = OVERFLOW_TOLERANCE_PX) -> list[str]:
+    """Plotly plots whose right edge (div or ``.main-svg``) passes their output area's right edge."""
+    return page.evaluate(_JS_OVERFLOW, tolerance)
+
 
 _JS_FIGURE_STATE = r"""
 (el) => {
@@ -524,6 +564,10 @@ def run_in_lab(context, server: Server, notebook_name: str, *, run_timeout: floa
         # ?reset: a fresh workspace, so only this notebook is open (Run All acts on the tracker's notebook)
         page.goto(f"{server.url}/lab/tree/{notebook_name}?reset", timeout=60_000)
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        # the layout of the review: the file browser open in the left sidebar (JupyterLab's default), which
+        # leaves about 880-910 px for outputs in a 1280 px window
+        page.evaluate("""() => { const s = window.jupyterapp.shell;
+            if (s.expandLeft) s.expandLeft(); s.activateById('filebrowser'); }""")
         try:  # Run All before the kernel is ready hung once in three (platform notes)
             page.wait_for_function(_JS_KERNEL_IDLE, timeout=90_000, polling=250)
         except Exception as exc:
@@ -587,6 +631,9 @@ def _run_all(page, notebook_name: str, attempts: int = 2) -> None:
 def _check_page(page, report: PageReport, frames) -> None:
     inspect_figures(page, report)
     report.widget_errors = page.evaluate(_JS_WIDGET_ERRORS)
+    report.overflowing = overflowing_figures(page)
+    report.output_width = page.evaluate("""() => Math.round(Math.max(0, ...Array.from(
+        document.querySelectorAll('.jp-OutputArea-output')).map(e => e.getBoundingClientRect().width)))""")
 
 
 def page_screenshot(page, path: Path, max_height: int = 8000) -> str:
@@ -654,6 +701,7 @@ def run_in_voila(context, server: Server, *, load_timeout: float = 300.0, artifa
         stem = f"voila-{Path(name).stem}"
         if artifacts is not None:
             report.screenshots += _output_screenshots(page, ".jp-OutputArea-output", artifacts, stem)
+        report.text = page.evaluate("() => document.body ? document.body.innerText : ''")
         report.errors = page.evaluate("""() => Array.from(document.querySelectorAll(
               '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"], .jp-OutputArea-output pre'))
             .map(e => e.textContent).filter(t => /Traceback|Error:|Exception/.test(t)).map(t => t.trim().slice(0, 300))""")
@@ -724,7 +772,8 @@ def main(argv=None) -> int:
 def _print(r: PageReport) -> int:
     print(f"{r.name}: {r.figures} figures, {len(r.panels)} panels "
           f"({', '.join(f'{m.kind} {m.label!r} changed={m.changed}' for p in r.panels for m in p.moves)}), "
-          f"{r.seconds:.0f} s {({k: round(v) for k, v in r.timings.items()})}, screenshot {r.screenshot}, "
+          f"{r.seconds:.0f} s {({k: round(v) for k, v in r.timings.items()})}, output area {r.output_width} px, "
+          f"screenshot {r.screenshot}, "
           f"{len(r.screenshots)} output screenshots")
     for p in r.problems():
         print("   PROBLEM:", p)

@@ -31,9 +31,12 @@ def test_checker_reports_every_fault_of_the_broken_notebook(browser, lab, artifa
     # the figure that cannot be drawn, and the blank one
     assert len(report.undrawn_outputs) == 1, problems
     assert report.blank_figures == ["blank figure"], problems
+    # the figure wider than its output area (1600 px against about 880-910 px): cut off, and only that one
+    assert [f.split(":")[0] for f in report.overflowing] == ["too wide figure"], problems
+    assert 800 < report.output_width < 950, report.output_width  # the review's layout: 1280 px, file browser open
     # and nothing about the healthy panel
-    assert report.figures == 4 and not any("healthy" in p for p in problems), problems
-    assert len(problems) == 4, problems
+    assert report.figures == 5 and not any("healthy" in p for p in problems), problems
+    assert len(problems) == 5, problems
 
 
 @pytest.mark.timeout(900)
@@ -59,6 +62,11 @@ def test_playground_in_voila(browser, ui_tmp, artifacts):
         server.stop()
     assert report.problems() == [], report.problems()
     assert len(report.panels) == 1 and report.figures == 1
+    # the app shows the panel and its explanations, not the notebook-only cells (voila.json drops the cells
+    # tagged notebook-only): no note about Voila itself, no check cell's output, no exercises needing code
+    for notebook_only in ("standalone app", "plain functions you can call", "Exercises", "'late':", "pid_from_samples"):
+        assert notebook_only not in report.text, notebook_only
+    assert "Things to try" in report.text and "Noise is worse than absence" in report.text
     moves = {m.label: m for m in report.panels[0].moves}
     # an evaluation control, a missing-rate control, the curve choice, and a method that must be trained
     for label in ("x1 noise", "x2 missing", "curve", "low_rank"):
