@@ -24,7 +24,14 @@ from mmlearn.interactions.pid import (
     pid_from_samples,
 )
 
-_LAZY = {"pid_batch": "mmlearn.interactions.batch", "sinkhorn_coupling": "mmlearn.interactions.batch"}
+_LAZY = {
+    "pid_batch": "mmlearn.interactions.batch",
+    "sinkhorn_coupling": "mmlearn.interactions.batch",
+    "KnowledgeExpansion": "mmlearn.interactions.mke",
+    "knowledge_expansion": "mmlearn.interactions.mke",
+    "make_two_moons_views": "mmlearn.interactions.mke",
+    "semi_supervised_split": "mmlearn.interactions.mke",
+}
 
 
 def __getattr__(name):  # torch-based parts are imported on first use
@@ -36,15 +43,19 @@ def __getattr__(name):  # torch-based parts are imported on first use
 
 
 __all__ = [
+    "KnowledgeExpansion",
     "PIDResult",
     "SynergyBounds",
     "pairwise_marginals",
     "synergy_bounds",
     "entropy_bits",
     "joint_histogram",
+    "knowledge_expansion",
+    "make_two_moons_views",
     "mutual_information_bits",
     "pid",
     "pid_batch",
     "pid_from_samples",
+    "semi_supervised_split",
     "sinkhorn_coupling",
 ]
