@@ -46,6 +46,7 @@ def surface_figure(grid: Sequence[float], surface: np.ndarray, data, unimodal: M
     scale = dict(colorscale="RdBu_r", zmin=0.0, zmax=1.0)
     fig = go.Figure()
     fig.add_trace(go.Heatmap(x=grid, y=grid, z=z, name="P(y=1 | x1, x2)", **scale, xaxis="x", yaxis="y",
+                             zsmooth="best",
                              colorbar=dict(title=dict(text="P(y = 1)", side="top"), orientation="h", x=0.24,
                                            xanchor="center", y=-0.13, yanchor="top", len=0.44, thickness=12),
                              hovertemplate="x1 %{x:.2f}, x2 %{y:.2f}: P(y=1) = %{z:.2f}<extra>both</extra>"))
@@ -62,7 +63,8 @@ def surface_figure(grid: Sequence[float], surface: np.ndarray, data, unimodal: M
         fig.add_trace(go.Scatter(x=x1[y == c], y=x2[y == c], mode="markers", name=f"class {c}",
                                  marker=dict(color=CLASS_COLORS[c], symbol=CLASS_SYMBOLS[c], size=7, opacity=0.9,
                                              line=dict(color="white", width=1)),
-                                 xaxis="x", yaxis="y", hovertemplate=f"class {c}: (%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
+                                 xaxis="x", yaxis="y",
+                                 hovertemplate=f"class {c}: (%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
     losses = [float(v) for v in losses]
     fig.add_trace(go.Scatter(x=list(range(1, len(losses) + 1)), y=losses, mode="lines", name="training loss",
                              line=dict(color="#333"), xaxis="x4", yaxis="y4", showlegend=False,
