@@ -17,6 +17,8 @@ from .gated import GatedFusion
 from .embracenet import EmbraceNetFusion
 from .deq import DEQFusion, anderson, fixed_point_iteration
 from .available import AvailableModalityFusion, MeanAvailableModalityFusion
+from .prompt import PromptFusion
+from .bottleneck import InformationBottleneckFusion
 
 __all__ = [
     "FUSIONS",
