@@ -221,7 +221,13 @@ def recommend_fusion(
     uniqueness by late fusion and per-modality weighting. (The family lists are
     this library's reading of that finding, not a table copied from the paper.)
     When ``I(X1,X2;Y) < min_information`` bits the dominant kind is ``"none"``.
-    The plug-in PID overestimates synergy on few samples or many clusters.
+    The plug-in PID overestimates synergy on few samples or many clusters, and on
+    continuous views k-means keeps little of the label information and can blur
+    the kinds: on ``make_latent_views(2000, dim=8, redundancy=1)`` (all redundant)
+    it finds R, U, S fractions of 0.32, 0.32, 0.36 of only 0.22 bits, while the
+    synergy-only and uniqueness-only settings come out right (S 0.90, U 0.90).
+    Read ``fractions`` before trusting ``dominant`` when they are close; a
+    precomputed PID from a better estimator can be passed as ``pid``.
     """
     from ..fusion import FUSIONS
 

@@ -129,7 +129,10 @@ def greedy_modality_selection(
     The cost-benefit rule alone has no constant-factor guarantee (a cheap
     useless modality can crowd out a costly useful one); the usual remedy is to
     also compare with the best single affordable modality (Leskovec et al. 2007).
-    See the module docstring for a synergy case where greedy misses the optimum.
+    Synergy breaks the guarantee: with ``Y = X1 xor X2`` and a weak noisy copy
+    ``X3`` of ``Y``, ``f({X1}) = f({X2}) = 0`` while ``f({X3}) > 0``, so greedy picks
+    ``X3`` first, then ``X1`` (gain 0), and with budget 2 ends far below the
+    optimum ``{X1, X2}`` (1 bit); see the module docstring.
     """
     mods = _check_modalities(modalities)
     cost = _check_costs(costs, mods)
