@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from .._checks import check_number
@@ -73,6 +70,10 @@ def probe_accuracy_from_features(train_features, train_y, test_features, test_y,
     for name, a in (("train_features", train_features), ("test_features", test_features)):
         if not np.isfinite(a).all():
             raise ValueError(f"probe {name} hold NaN or inf (a diverged encoder?)")
+    from sklearn.linear_model import LogisticRegression  # scikit-learn only when a probe runs
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, solver="newton-cholesky"))
     probe.fit(train_features, train_y)
     return float(probe.score(test_features, test_y))
@@ -126,6 +127,8 @@ def competition_strength_from_features(joint_fit, unimodal_fit, joint_test, unim
     for name, a in (("joint_fit", X_fit), ("unimodal_fit", Y_fit), ("joint_test", X_test), ("unimodal_test", Y_test)):
         if not np.isfinite(a).all():
             raise ValueError(f"{name} holds NaN or inf")
+    from sklearn.linear_model import Ridge  # scikit-learn only when it runs
+
     ridge = Ridge(alpha=alpha).fit(X_fit, Y_fit)
     delta = Y_test - ridge.predict(X_test)  # (N, d)
     centered = Y_test - Y_test.mean(axis=0)

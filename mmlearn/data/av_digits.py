@@ -34,7 +34,10 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset, DatasetDict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # datasets (with pyarrow and pandas) is imported where a dataset is built
+    from datasets import Dataset, DatasetDict
 
 from .._checks import check_number
 from .batch import _whole
@@ -219,6 +222,8 @@ def _build(seed: int, image_energy_removed: float, image_noise: float, test_size
     images = _remove_energy(images, train_rows, image_energy_removed)
     if image_noise > 0:
         images = images + image_noise * rng.standard_normal(images.shape).astype(np.float32)
+
+    from datasets import Dataset, DatasetDict
 
     def part(rows: np.ndarray) -> Dataset:
         return Dataset.from_dict(

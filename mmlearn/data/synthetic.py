@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from datasets import Dataset
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # datasets (with pyarrow and pandas) is imported where a dataset is built
+    from datasets import Dataset
 
 from .._checks import check_number
 from .batch import NON_MODALITY_COLUMNS, NON_MODALITY_PREFIXES, _whole
@@ -22,6 +25,8 @@ BITWISE_KINDS = ("and", "or", "xor", "unique", "redundant")
 
 def _dataset(columns: dict[str, np.ndarray]) -> Dataset:
     # Build without explicit Features, then let Arrow infer: much faster (platform notes).
+    from datasets import Dataset
+
     return Dataset.from_dict({k: v for k, v in columns.items()})
 
 
