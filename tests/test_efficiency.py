@@ -393,3 +393,14 @@ def test_recommend_fusion_end_to_end_with_the_pid_estimator(kind, dominant):
     rec = recommend_fusion(make_bitwise(kind, 1000, seed=0))
     assert rec.dominant == dominant
     assert rec.fractions[dominant] > 0.95  # exact PID puts everything in one term
+
+
+def test_profile_counts_the_frozen_backbone_of_prompt_fusion_as_weights_but_not_as_trainable():
+    model = build_classifier({"x1": (8,), "x2": (8,)}, 2, "prompt", feature_dim=16, d_model=16, n_layers=1)
+    data = make_latent_views(64, dim=8, seed=0)
+    counts = model.fusion.trainable_parameters()
+    prof = efficiency_profile(model, data, repeats=2, warmup=0, memory=False)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert prof.trainable_parameters == n_params
+    assert prof.parameters == n_params + counts["frozen"] > prof.trainable_parameters
+    assert prof.peak_activation_bytes is None and prof.flops_per_sample > 0

@@ -21,7 +21,8 @@ from .._checks import check_number
 class EfficiencyProfile:
     """One model's costs (per sample where it says so) and accuracy.
 
-    - ``parameters`` / ``trainable_parameters``: ``sum(p.numel())`` over all / ``requires_grad`` parameters;
+    - ``parameters`` / ``trainable_parameters``: ``sum(p.numel())`` over all / ``requires_grad`` parameters
+      (plus frozen weights held as buffers, see :func:`count_parameters`);
     - ``flops_per_sample``: floating-point operations of one forward pass, as
       ``torch.utils.flop_counter.FlopCounterMode`` counts them (a multiply-add is
       2 FLOPs; only the ops it knows, chiefly matmuls and convolutions, are counted:
@@ -49,11 +50,17 @@ class EfficiencyProfile:
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """``(total, trainable)``: ``sum(p.numel())`` over all parameters and over those with ``requires_grad``."""
+    """``(total, trainable)``: ``sum(p.numel())`` over all parameters and over those with ``requires_grad``.
+
+    Frozen weights kept as buffers (e.g. the backbone of
+    :class:`~mmlearn.fusion.prompt.PromptFusion`) are weights too: a submodule
+    that has a ``frozen_parameter_count()`` method adds its count to ``total``.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total += sum(int(m.frozen_parameter_count()) for m in model.modules() if hasattr(m, "frozen_parameter_count"))
     return int(total), int(trainable)
 
 

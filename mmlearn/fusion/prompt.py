@@ -135,12 +135,17 @@ class PromptFusion(Fusion):
         self.backbone.eval()  # frozen: no dropout, whatever the mode of the rest
         return self
 
+    def frozen_parameter_count(self) -> int:
+        """Weights of the frozen part (embedding, positions, backbone), held as buffers."""
+        frozen = sum(b.numel() for b in self.embed.buffers()) + self.positions.numel()
+        frozen += sum(b.numel() for b in self.backbone.buffers() if torch.is_floating_point(b))
+        return int(frozen)
+
     def trainable_parameters(self) -> dict[str, int]:
         """``{"trainable": n, "frozen": n, "total": n}``: parameter counts (frozen = the backbone's buffers)."""
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        frozen = sum(b.numel() for b in self.embed.buffers()) + self.positions.numel()
-        frozen += sum(b.numel() for b in self.backbone.buffers() if torch.is_floating_point(b))
-        return {"trainable": int(trainable), "frozen": int(frozen), "total": int(trainable + frozen)}
+        frozen = self.frozen_parameter_count()
+        return {"trainable": int(trainable), "frozen": frozen, "total": int(trainable + frozen)}
 
     def forward(self, features, present=None) -> Tensor:
         x, _ = self.check(features, present)
