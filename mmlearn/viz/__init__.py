@@ -40,6 +40,12 @@ from .playground import (
     playground_figure,
     robustness_levels,
 )
+from .robustness import (
+    attack_figure,
+    missing_heatmap_figure,
+    noise_sweep_figure,
+    robustness_panel_figure,
+)
 from .surface import (
     add_reference_lines,
     surface_figure,
@@ -53,6 +59,10 @@ from .representation import (
 )
 
 __all__ = [
+    "attack_figure",
+    "missing_heatmap_figure",
+    "noise_sweep_figure",
+    "robustness_panel_figure",
     "LAYOUT",
     "MODALITY_COLORS",
     "PALETTE",

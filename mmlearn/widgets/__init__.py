@@ -7,6 +7,17 @@ from .fusion import FusionPanel, evaluate_fusions, fusion_weights
 from .modality import ModalityPanel, corrupt_batch, evaluate_condition
 from .playground import PlaygroundPanel, corrupted_accuracy, make_playground_data, train_fusion
 from .representation import RepresentationPanel, fit_projection, infer_and_generate
+from .robustness import (
+    AdapterRouter,
+    FeatureCache,
+    RobustnessPanel,
+    condition_accuracy,
+    condition_batch,
+    fill_sweep,
+    filled_accuracy,
+    robustness_controls_disabled,
+    robustness_result,
+)
 from .surface import (
     SurfacePanel,
     SurfaceTrainer,
@@ -20,6 +31,15 @@ from .surface import (
 )
 
 __all__ = [
+    "AdapterRouter",
+    "FeatureCache",
+    "RobustnessPanel",
+    "condition_accuracy",
+    "condition_batch",
+    "fill_sweep",
+    "filled_accuracy",
+    "robustness_controls_disabled",
+    "robustness_result",
     "AlignmentPanel",
     "BalancePanel",
     "FusionPanel",
