@@ -88,6 +88,25 @@ def test_prompt_fusion_freezes_a_given_backbone_and_reproduces_its_output():
     assert f(_features({"a": 12, "b": 5})).dtype == torch.float64
 
 
+def test_prompt_fusion_with_a_modality_absent_equals_the_sequence_without_its_prompt_tokens():
+    torch.manual_seed(0)
+    dims = {"seq": 12, "b": 5, "c": 3}
+    f = PromptFusion(dims, 4, tokens=3, d_model=8, n_prompts=2, prompt_tokens=2, n_heads=2).eval()
+    x = _features(dims, n=4)
+    present = {"b": torch.tensor([True, False, True, False]), "c": torch.tensor([True, True, False, False])}
+    out = f(x, present)
+    # reference: drop the absent modalities' prompt tokens from the sequence instead of masking them
+    with torch.no_grad():
+        for row in range(4):
+            parts = [f.prompts]
+            for m in ("b", "c"):
+                if present[m][row]:
+                    parts.append(f.projections[m](x[m][row]).reshape(2, 8))
+            parts.append(f.embed(x["seq"][row].reshape(3, 4)) + f.positions)
+            h = f.backbone(torch.cat(parts).unsqueeze(0))
+            torch.testing.assert_close(out[row], f.readout(h.mean(dim=1))[0], rtol=1e-5, atol=1e-5)
+
+
 def test_prompt_fusion_rejects_bad_options():
     with pytest.raises(ValueError, match="not divisible into tokens=4"):
         PromptFusion({"a": 6, "b": 2}, 4, tokens=4)

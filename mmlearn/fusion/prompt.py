@@ -61,9 +61,15 @@ class PromptFusion(Fusion):
     frozen (the teaching stand-in for a pretrained model).
     :meth:`trainable_parameters` reports the counts.
 
-    Absent inputs are zero-filled (the base class) before projection.
+    Missing inputs (``handles_missing``): an absent modality's prompt tokens are
+    masked out of attention (``src_key_padding_mask``) and out of the mean, so the
+    row is read from what it has, as in PromptFuse's modularity (a modality is
+    added or removed with its prompts); an absent sequence is zero-filled (its
+    tokens stay, so every row keeps something to attend to).
     ``features[m]``: (B, in_dims[m]) -> (B, out_dim).
     """
+
+    handles_missing = True
 
     def __init__(
         self,
@@ -148,14 +154,26 @@ class PromptFusion(Fusion):
         return {"trainable": int(trainable), "frozen": frozen, "total": int(trainable + frozen)}
 
     def forward(self, features, present=None) -> Tensor:
-        x, _ = self.check(features, present)
+        x, mask = self.check(features, present)
         batch = x[self.sequence].shape[0]
         # E(x_1) + positions: (B, tokens, d_model)
         seq = self.embed(x[self.sequence].reshape(batch, self.tokens, self.token_dim)) + self.positions
-        parts = []
+        parts, pads = [], []
         if self.prompts is not None:
             parts.append(self.prompts.unsqueeze(0).expand(batch, -1, -1))  # P: (B, n_prompts, d_model)
+            pads.append(torch.zeros(batch, self.n_prompts, dtype=torch.bool, device=seq.device))
         for m, proj in self.projections.items():  # v_m(x_m): (B, prompt_tokens, d_model)
             parts.append(proj(x[m]).reshape(batch, self.prompt_tokens, self.d_model))
-        h = self.backbone(torch.cat([*parts, seq], dim=1))
-        return self.readout(h.mean(dim=1))
+            # an absent modality's prompt tokens are hidden from attention and from the pooling
+            pads.append((~mask[m]).unsqueeze(1).expand(batch, self.prompt_tokens))
+        pads.append(torch.zeros(batch, self.tokens, dtype=torch.bool, device=seq.device))
+        pad = torch.cat(pads, dim=1)  # (B, S): True = ignore
+        tokens = torch.cat([*parts, seq], dim=1)
+        if bool(pad.any()):
+            h = self.backbone(tokens, src_key_padding_mask=pad)
+            keep = (~pad).unsqueeze(-1)
+            h = torch.where(keep, h, torch.zeros_like(h))
+            pooled = h.sum(dim=1) / keep.sum(dim=1).to(h.dtype)  # mean over the kept positions
+        else:
+            pooled = self.backbone(tokens).mean(dim=1)
+        return self.readout(pooled)
