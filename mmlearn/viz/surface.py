@@ -18,8 +18,8 @@ SURFACE_TRACES = ("surface", "x1 alone", "x2 alone", "boundary", "class 0", "cla
 
 def _points(data):
     """``(x1, x2, y)`` numpy arrays from a :class:`~mmlearn.data.Batch` on modalities ``x1``, ``x2``."""
-    x1 = np.asarray(data.inputs["x1"]).reshape(-1)
-    x2 = np.asarray(data.inputs["x2"]).reshape(-1)
+    x1 = np.asarray(data.inputs["x1"], dtype=float).reshape(-1)
+    x2 = np.asarray(data.inputs["x2"], dtype=float).reshape(-1)
     return x1, x2, np.asarray(data.y).reshape(-1)
 
 
@@ -45,22 +45,24 @@ def surface_figure(grid: Sequence[float], surface: np.ndarray, data, unimodal: M
     x1, x2, y = _points(data)
     scale = dict(colorscale="RdBu_r", zmin=0.0, zmax=1.0)
     fig = go.Figure()
-    fig.add_trace(go.Heatmap(x=grid, y=grid, z=z, name="P(y=1 | x1, x2)", **scale, xaxis="x", yaxis="y",
+    # plain lists, not numpy arrays: FigureWidget's sync code tests values for truth (``if not value``)
+    axis, zs = grid.tolist(), z.tolist()
+    fig.add_trace(go.Heatmap(x=axis, y=axis, z=zs, name="P(y=1 | x1, x2)", **scale, xaxis="x", yaxis="y",
                              zsmooth="best",
                              colorbar=dict(title=dict(text="P(y = 1)", side="top"), orientation="h", x=0.24,
                                            xanchor="center", y=-0.13, yanchor="top", len=0.44, thickness=12),
                              hovertemplate="x1 %{x:.2f}, x2 %{y:.2f}: P(y=1) = %{z:.2f}<extra>both</extra>"))
-    fig.add_trace(go.Heatmap(x=grid, y=[0], z=[np.asarray(unimodal["x1"], dtype=float)], **scale, showscale=False,
-                             name="x1 alone", xaxis="x2", yaxis="y2",
+    fig.add_trace(go.Heatmap(x=axis, y=[0], z=[np.asarray(unimodal["x1"], dtype=float).tolist()], **scale,
+                             showscale=False, name="x1 alone", xaxis="x2", yaxis="y2",
                              hovertemplate="x1 %{x:.2f}, x2 absent: P(y=1) = %{z:.2f}<extra></extra>"))
-    fig.add_trace(go.Heatmap(x=[0], y=grid, z=[[v] for v in np.asarray(unimodal["x2"], dtype=float)], **scale,
+    fig.add_trace(go.Heatmap(x=[0], y=axis, z=[[float(v)] for v in np.asarray(unimodal["x2"])], **scale,
                              showscale=False, name="x2 alone", xaxis="x3", yaxis="y3",
                              hovertemplate="x2 %{y:.2f}, x1 absent: P(y=1) = %{z:.2f}<extra></extra>"))
-    fig.add_trace(go.Contour(x=grid, y=grid, z=z, contours=dict(start=0.5, end=0.5, size=1, coloring="none"),
+    fig.add_trace(go.Contour(x=axis, y=axis, z=zs, contours=dict(start=0.5, end=0.5, size=1, coloring="none"),
                              line=dict(color="black", width=2), showscale=False, name="boundary P = 0.5",
                              showlegend=True, hoverinfo="skip", xaxis="x", yaxis="y"))
     for c in (0, 1):
-        fig.add_trace(go.Scatter(x=x1[y == c], y=x2[y == c], mode="markers", name=f"class {c}",
+        fig.add_trace(go.Scatter(x=x1[y == c].tolist(), y=x2[y == c].tolist(), mode="markers", name=f"class {c}",
                                  marker=dict(color=CLASS_COLORS[c], symbol=CLASS_SYMBOLS[c], size=7, opacity=0.9,
                                              line=dict(color="white", width=1)),
                                  xaxis="x", yaxis="y",

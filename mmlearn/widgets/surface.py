@@ -326,17 +326,19 @@ class SurfacePanel(Panel):
 
     def draw(self, result: Mapping) -> None:
         """In place: surface, strips, points (on a new dataset), loss curve, title."""
+        # plain lists, not numpy arrays: the widget's sync code tests values for truth (``if not value``)
         fig = self.figure
-        fig.data[0].z = result["surface"]
-        fig.data[1].z = [result["unimodal"]["x1"]]
-        fig.data[2].z = [[v] for v in result["unimodal"]["x2"]]
-        x1, x2 = (self.trainer.data.inputs[m][:, 0].numpy() for m in ("x1", "x2"))
+        surface = np.asarray(result["surface"], dtype=float).tolist()
+        fig.data[0].z = surface
+        fig.data[1].z = [np.asarray(result["unimodal"]["x1"], dtype=float).tolist()]
+        fig.data[2].z = [[float(v)] for v in result["unimodal"]["x2"]]
+        fig.data[3].z = surface
+        x1, x2 = (self.trainer.data.inputs[m][:, 0].double().numpy() for m in ("x1", "x2"))
         y = self.trainer.data.y.numpy()
         for trace, c in ((fig.data[4], 0), (fig.data[5], 1)):
-            trace.x, trace.y = x1[y == c], x2[y == c]
-        losses = result["losses"]
+            trace.x, trace.y = x1[y == c].tolist(), x2[y == c].tolist()
+        losses = [float(v) for v in result["losses"]]
         fig.data[6].x, fig.data[6].y = list(range(1, len(losses) + 1)), losses
-        fig.data[3].z = result["surface"]
         config = self._config(self.controls)
         fig.layout.title.text = surface_title(result, config["dataset"], config["noisy"])
 
