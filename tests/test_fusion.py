@@ -662,6 +662,21 @@ BAD_OPTIONS = [
     ("deq", {"anderson_m": 0}, "anderson_m"),
     ("deq", {"jacobian_samples": -1}, "jacobian_samples"),
     ("deq", {"solver": "newton"}, "solver"),
+    ("prompt", {"tokens": 0}, "tokens"),
+    ("prompt", {"d_model": 0}, "d_model"),
+    ("prompt", {"n_prompts": -1}, "n_prompts"),
+    ("prompt", {"n_prompts": NAN}, "n_prompts"),
+    ("prompt", {"prompt_tokens": 0}, "prompt_tokens"),
+    ("prompt", {"n_layers": -1}, "n_layers"),
+    ("prompt", {"n_heads": 0}, "n_heads"),
+    ("prompt", {"n_heads": 5}, "divisible"),
+    ("prompt", {"seed": NAN}, "seed"),
+    ("prompt", {"backbone": 3}, "backbone"),
+    ("information_bottleneck", {"latent_dim": 0}, "latent_dim"),
+    ("information_bottleneck", {"hidden": 0}, "hidden"),
+    ("information_bottleneck", {"beta": NAN}, "beta"),
+    ("information_bottleneck", {"beta": -1.0}, "beta"),
+    ("information_bottleneck", {"variant": "middle"}, "variant"),
 ]
 
 
