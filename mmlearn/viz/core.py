@@ -213,8 +213,7 @@ def accuracy_confusion_figure(accuracy: Mapping[str, float], counts, class_names
         widths = [0.36 / n_prev] * n_prev + [0.64]
         fig = make_subplots(rows=2, cols=n_prev + 1, specs=specs, column_widths=widths, row_heights=[0.55, 0.45],
                             horizontal_spacing=0.06, vertical_spacing=0.16,
-                            subplot_titles=["accuracy", "confusion matrix (rows: true digit)"]
-                            + [f"{m}: {preview_label}" if i == 0 else m for i, m in enumerate(previews)])
+                            subplot_titles=["accuracy", "confusion matrix (rows: true digit)"] + list(previews))
         bar_at, heat_at = dict(row=1, col=1), dict(row=1, col=n_prev + 1)
     else:
         fig = make_subplots(rows=1, cols=2, column_widths=[0.3, 0.7], horizontal_spacing=0.12,
@@ -242,8 +241,14 @@ def accuracy_confusion_figure(accuracy: Mapping[str, float], counts, class_names
                          title_text="mel band" if spectrogram else "", constrain="domain",
                          **({} if spectrogram or z.shape[0] == 1 else
                             {"scaleanchor": fig.get_subplot(2, i + 1).xaxis.plotly_name.replace("axis", "")}))
+    if n_prev:  # one caption over the previews, whose own titles are just the modality names
+        x0, x1 = fig.get_subplot(2, 1).xaxis.domain[0], fig.get_subplot(2, n_prev).xaxis.domain[1]
+        top = fig.get_subplot(2, 1).yaxis.domain[1]
+        fig.add_annotation(text=preview_label, x=(x0 + x1) / 2, y=top + 0.045, xref="paper", yref="paper",
+                           xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=12, color="#444"))
     fig.update_yaxes(range=[0, 1.15], title_text="accuracy", **bar_at)
-    fig.update_yaxes(autorange="reversed", title_text="true", **heat_at)
+    # the subplot title says the rows are the true digit; an axis title here would run into the bars
+    fig.update_yaxes(autorange="reversed", title_text=None if n_prev else "true", **heat_at)
     fig.update_xaxes(title_text="predicted", **heat_at)
     line = dict(xref="x domain", x0=0, x1=1, yref="y", type="line")
     dashes = ["dash", "dashdot", "longdash", "longdashdot"]

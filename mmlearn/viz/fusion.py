@@ -87,7 +87,7 @@ def fusion_panel_figure(accuracy: Mapping[str, float], reference: Mapping[str, f
         fig = make_subplots(rows=2, cols=1 + n_prev, specs=specs, column_widths=[0.6] + [0.4 / n_prev] * n_prev,
                             row_heights=[0.5, 0.5], horizontal_spacing=0.08, vertical_spacing=0.2,
                             subplot_titles=["accuracy of every fusion now", "weights of the selected fusion"]
-                            + [f"{m}: {preview_label}" if i == 0 else m for i, m in enumerate(previews)])
+                            + list(previews))
     else:
         fig = make_subplots(rows=1, cols=2, column_widths=[0.68, 0.32], horizontal_spacing=0.1,
                             subplot_titles=("accuracy of every fusion now", "weights of the selected fusion"))
@@ -118,6 +118,11 @@ def fusion_panel_figure(accuracy: Mapping[str, float], reference: Mapping[str, f
                          title_standoff=2, title_font_size=11, row=2, col=2 + i,
                          **({} if spectrogram or z.shape[0] == 1 else
                             {"scaleanchor": fig.get_subplot(2, 2 + i).xaxis.plotly_name.replace("axis", "")}))
+    if n_prev:  # one caption over the previews, whose own titles are just the modality names
+        x0, x1 = fig.get_subplot(2, 2).xaxis.domain[0], fig.get_subplot(2, 1 + n_prev).xaxis.domain[1]
+        top = fig.get_subplot(2, 2).yaxis.domain[1]
+        fig.add_annotation(text=preview_label, x=(x0 + x1) / 2, y=top + 0.045, xref="paper", yref="paper",
+                           xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=12, color="#444"))
     if chance is not None:
         fig.add_hline(y=float(chance), line_dash="dot", line_color="grey", name=f"chance ({float(chance):.0%})",
                       showlegend=True, row=1, col=1)

@@ -144,7 +144,7 @@ class FusionPanel(Panel):
                                      first["weight_label"], self.modalities, title=self._title(first),
                                      chance=chance_accuracy(self.data.y), previews=first["preview"],
                                      preview_ranges=preview_ranges(self.data, sample, self.stats),
-                                     preview_label=f"test sample {sample} now")
+                                     preview_label=f"test sample {sample}, as the models get it")
         super().__init__(controls, figure, title)
         self._cache[self._key(self.state())] = first
         self.last_result = first

@@ -158,7 +158,7 @@ class ModalityPanel(Panel):
             self.reference["counts"], class_names, title=self._title(self.reference["accuracy"]),
             references=self.references, chance=self.chance, previews=self.reference["preview"],
             preview_ranges=preview_ranges(self.data, sample, self.stats),
-            preview_label=f"test sample {sample} as the model sees it",
+            preview_label=f"test sample {sample}, as the model gets it",
         )
         super().__init__(controls, figure, title)
         self._cache[self._key(self.state())] = self.reference

@@ -270,6 +270,7 @@ class PageReport:
     timings: dict = field(default_factory=dict)                # open / run / panels, seconds
     text: str = ""                                             # the page's visible text (Voila: what the app shows)
     output_width: int = 0                                      # width of the widest output area, px
+    console_errors: list[str] = field(default_factory=list)    # browser console errors (printed, for diagnosis)
 
     def problems(self) -> list[str]:
         out = [f"error output: {e}" for e in self.errors]
@@ -558,6 +559,8 @@ def run_in_lab(context, server: Server, notebook_name: str, *, run_timeout: floa
     t0 = time.monotonic()
     report = PageReport(notebook_name)
     page = context.new_page()
+    page.on("console", lambda m: report.console_errors.append(m.text[:300]) if m.type == "error" else None)
+    page.on("pageerror", lambda e: report.console_errors.append(f"page error: {str(e)[:300]}"))
     frames: list = []
     page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
     try:
@@ -779,6 +782,8 @@ def _print(r: PageReport) -> int:
         print("   PROBLEM:", p)
     for w in r.warnings:
         print("   warning shown:", w)
+    for e in r.console_errors:
+        print("   browser console:", e)
     return bool(r.problems())
 
 
