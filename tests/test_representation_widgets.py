@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from mmlearn.data import Batch
-from mmlearn.representation import JointAutoencoder, MultimodalVAE
+from mmlearn.models import MLPEncoder, MultimodalClassifier
+from mmlearn.representation import JointAutoencoder, MultimodalVAE, coherence
 from mmlearn.viz import image_strip, image_strips_figure, latent_generation_figure, objective_curves, probe_accuracy_figure
 from mmlearn.widgets import RepresentationPanel, fit_projection, infer_and_generate
+from mmlearn.widgets.representation import generation_coherence, real_accuracy
 
 SHAPES = {"image": (8, 8), "audio": (20, 20)}
 
@@ -64,6 +66,13 @@ def test_other_builders():
     assert len(fig.data) == 2 and [a.text for a in fig.layout.annotations] == ["real", "from audio"]
     fig = probe_accuracy_figure({"shared": 0.9, "image": 0.3}, chance=0.1)
     assert list(fig.data[0].y) == [0.9, 0.3] and fig.layout.yaxis.title.text == "probe accuracy (test)"
+    assert [(sh.y0, sh.name, sh.showlegend) for sh in fig.layout.shapes] == [(0.1, "chance (10.0%)", True)]
+    fig = probe_accuracy_figure({"MoE": 0.56, "PoE": 0.22}, chance=0.1, ceiling=0.961, ceiling_label="real images")
+    # both reference lines are in the legend and labelled (in the right margin, clear of the bars)
+    assert [(sh.y0, sh.name) for sh in fig.layout.shapes] == [(0.961, "real images (96.1%)"), (0.1, "chance (10.0%)")]
+    assert [a.text for a in fig.layout.annotations] == ["real images<br>96.1%", "chance<br>10.0%"]
+    assert all(a.x >= 1 and a.xanchor == "left" for a in fig.layout.annotations)
+    assert fig.data[0].textfont.size >= 11
     fig = objective_curves({"a": {"epoch": [1, 2], "loss": [3.0, 2.0]}, "b": {"epoch": [1], "loss": [1.0]}})
     assert [t.name for t in fig.data] == ["a", "b"] and list(fig.data[0].y) == [3.0, 2.0]
     with pytest.raises(ValueError, match="has no 'kl'"):
@@ -158,3 +167,48 @@ def test_panel_precomputes_every_state(data, models, monkeypatch):
     assert calls == [] and panel.error is None
     with pytest.raises(ValueError, match="unknown target modality 'text'"):
         RepresentationPanel(models, data, target="text")
+
+
+@pytest.fixture(scope="module")
+def reader(data):
+    """A small image classifier, trained a few steps on the fixture's images so it is far from constant."""
+    torch.manual_seed(0)
+    clf = MultimodalClassifier({"image": MLPEncoder((8, 8), 16, hidden=(32,))}, "concat", 10)
+    opt = torch.optim.Adam(clf.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(clf({"image": data.inputs["image"]}), data.y).backward()
+        opt.step()
+    return clf.eval()
+
+
+def test_generation_coherence_matches_coherence_and_direct_counts(data, models, reader):
+    vae = models["MoE"]
+    assert generation_coherence(vae, data, reader, ["audio"]) == coherence(vae, data, reader, source="audio",
+                                                                          target="image")
+    with torch.no_grad():
+        both = vae.generate(data.inputs, None, "image")
+        direct = float((reader({"image": both}).argmax(1) == data.y).float().mean())
+        real = float((reader({"image": data.inputs["image"]}).argmax(1) == data.y).float().mean())
+    assert generation_coherence(vae, data, reader, ["image", "audio"]) == pytest.approx(direct)
+    assert real_accuracy(reader, data) == pytest.approx(real) and real > 0.5
+    with pytest.raises(ValueError, match="No modality is observed"):
+        generation_coherence(vae, data, reader, [])
+
+
+def test_panel_shows_the_coherence_of_the_current_setting(data, models, reader):
+    panel = RepresentationPanel(models, data, n_points=40, classifier=reader)
+    fig = panel.figure
+    real = real_accuracy(reader, panel.data)
+    assert panel.real_accuracy == pytest.approx(real)
+    full = generation_coherence(models["PoE"], panel.data, reader, ["image", "audio"])
+    assert f"classifier right on {full:.1%} (on reconstructions; real images {real:.1%})" in fig.layout.annotations[2].text
+    panel.controls["observe_image"].value = False
+    for label in ("PoE", "MoE", "joint AE"):
+        panel.controls["posterior"].value = label
+        expected = coherence(models[label], panel.data, reader, source="audio", target="image")
+        assert panel.last_result["coherence"] == expected
+        assert f"classifier right on {expected:.1%} (coherence;" in fig.layout.annotations[2].text
+    # without a classifier the panel shows no coherence
+    plain = RepresentationPanel(models, data, n_points=40)
+    assert plain.last_result["coherence"] is None and "coherence" not in plain.figure.layout.annotations[2].text

@@ -107,18 +107,35 @@ def latent_generation_figure(
 
 
 def probe_accuracy_figure(accuracies: Mapping[str, float], *, chance: float | None = None,
+                          ceiling: float | None = None, ceiling_label: str = "ceiling",
                           title: str = "Linear probe accuracy per factor", xaxis_title: str = "factor",
                           yaxis_title: str = "probe accuracy (test)") -> go.Figure:
     """Bars of a score in [0, 1] per entry, e.g. a linear probe's test accuracy per factor
-    ``{"shared Z_y": .9, "Z_audio": .4}`` or the coherence per model; ``chance`` draws a dotted line."""
+    ``{"shared Z_y": .9, "Z_audio": .4}`` or the coherence per model.
+
+    ``chance`` draws a dotted line, ``ceiling`` a dashed one (e.g. the
+    classifier's accuracy on real images, the most coherence can reach), each
+    labelled in the right margin and named in the legend (``ceiling_label``).
+    Bar labels (12 px) sit above the bars.
+    """
     names = list(accuracies)
     values = [float(accuracies[k]) for k in names]
     fig = go.Figure(go.Bar(x=names, y=values, text=[f"{v:.1%}" for v in values], textposition="outside",
+                           textfont=dict(size=12), cliponaxis=False,
                            marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(names))], showlegend=False))
+    lines = []
+    if ceiling is not None:
+        lines.append((float(ceiling), ceiling_label, "dash", "#444444"))
     if chance is not None:
-        fig.add_hline(y=chance, line_dash="dot", line_color="grey", annotation_text="chance")
+        lines.append((float(chance), "chance", "dot", "grey"))
+    for value, label, dash, color in lines:
+        # the label sits in the right margin, clear of the bars and their labels
+        fig.add_hline(y=value, line_dash=dash, line_color=color, name=f"{label} ({value:.1%})", showlegend=True,
+                      annotation_text=f"{label}<br>{value:.1%}", annotation_position="right",
+                      annotation_font_size=12, annotation_align="left")
     fig.update_layout(title=title, xaxis_title=xaxis_title, yaxis=dict(title=yaxis_title, range=[0, 1.1]),
-                      height=380, **LAYOUT)
+                      height=400, legend=dict(orientation="h", y=-0.22, yanchor="top"),
+                      **{**LAYOUT, "margin": dict(l=60, r=130 if lines else 20, t=50, b=110)})
     return fig
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..data import Batch, as_batch
+from ..representation.vae import _classify, coherence
 from ..viz.core import json_safe_z
 from ..viz.representation import image_strip, latent_generation_figure
 from .base import Panel
@@ -91,6 +92,58 @@ def infer_and_generate(
     }
 
 
+@torch.no_grad()
+def generation_coherence(model: torch.nn.Module, data, classifier, observed: Sequence[str],
+                         target: str = "image") -> float:
+    """Share of rows whose ``target`` generated from the ``observed`` modalities only is classified as their label.
+
+    With one observed modality other than ``target`` this is
+    :func:`mmlearn.representation.coherence` (``source`` = that modality). When
+    ``target`` is observed too, it scores the reconstruction the same way (the
+    unobserved modalities are zero-filled and marked absent).
+    """
+    batch = as_batch(data)
+    observed = [m for m in batch.modalities if m in observed]
+    if not observed:
+        raise ValueError("No modality is observed: tick at least one to infer the latent.")
+    if target not in batch.inputs:
+        raise ValueError(f"unknown target modality {target!r}; the data has {batch.modalities}")
+    if observed != [target] and len(observed) == 1:
+        return coherence(model, batch, classifier, source=observed[0], target=target)
+    params = list(model.parameters())
+    batch = batch.to(params[0].device if params else torch.device("cpu"))
+    present = {m: torch.full((batch.size,), m in observed, dtype=torch.bool, device=batch.y.device)
+               for m in batch.modalities}
+    inputs = {m: x if m in observed else torch.zeros_like(x) for m, x in batch.inputs.items()}
+    states = (model.training, getattr(classifier, "training", False))
+    model.eval()
+    if isinstance(classifier, torch.nn.Module):
+        classifier.eval()
+    try:
+        generated = model.generate(inputs, present, target)
+        predicted = _classify(classifier, target, generated).argmax(dim=1)
+    finally:
+        model.train(states[0])
+        if isinstance(classifier, torch.nn.Module):
+            classifier.train(states[1])
+    return float((predicted == batch.y).float().mean())
+
+
+@torch.no_grad()
+def real_accuracy(classifier, data, target: str = "image") -> float:
+    """Accuracy of ``classifier`` on the real ``target`` inputs of ``data``: the ceiling of coherence."""
+    batch = as_batch(data)
+    was = getattr(classifier, "training", False)
+    if isinstance(classifier, torch.nn.Module):
+        classifier.eval()
+    try:
+        predicted = _classify(classifier, target, batch.inputs[target]).argmax(dim=1)
+    finally:
+        if isinstance(classifier, torch.nn.Module):
+            classifier.train(was)
+    return float((predicted == batch.y).float().mean())
+
+
 def _subsets(names: Sequence[str]) -> list[tuple[str, ...]]:
     return [s for k in range(1, len(names) + 1) for s in combinations(names, k)]
 
@@ -105,11 +158,16 @@ class RepresentationPanel(Panel):
     model is projected on the principal axes of its latent with *every*
     modality observed, fitted once, so switching a modality off shows where the
     points move. Every state is computed when the panel is built.
+    ``classifier``: optional, a classifier trained on real ``target`` inputs
+    (e.g. a :class:`~mmlearn.models.MultimodalClassifier` on images); with it the
+    title of the generated row gives the coherence of the current setting
+    (:func:`generation_coherence` on the panel's ``data``) next to the
+    classifier's accuracy on the real images.
     """
 
     def __init__(self, models: Mapping[str, torch.nn.Module], data, *, target: str = "image",
                  label_names: Sequence[str] | None = None, n_points: int = 500, seed: int = 0,
-                 title: str = "Which modalities does the model see?"):
+                 classifier=None, title: str = "Which modalities does the model see?"):
         if not models:
             raise ValueError("RepresentationPanel needs at least one model")
         batch = as_batch(data)
@@ -122,6 +180,8 @@ class RepresentationPanel(Panel):
         self.data = batch
         self.target = target
         self.label_names = label_names
+        self.classifier = classifier
+        self.real_accuracy = real_accuracy(classifier, batch, target) if classifier is not None else None
         labels = batch.y.cpu().numpy()
         self.classes = sorted(np.unique(labels).tolist())
         # one example per class (the first), for the image strips
@@ -160,11 +220,18 @@ class RepresentationPanel(Panel):
         out = infer_and_generate(self.models[label], self.data, subset, self.target, examples=self.examples,
                                  projection=self.projections[label])
         out["model"] = label
+        out["coherence"] = (generation_coherence(self.models[label], self.data, self.classifier, subset, self.target)
+                            if self.classifier is not None else None)
         return out
 
     def _generated_title(self, result: dict) -> str:
         source = " + ".join(result["observed"])
-        return f"{self.target}s {result['mode']} from {source}"
+        text = f"{self.target}s {result['mode']} from {source}"
+        if result.get("coherence") is not None:
+            what = "coherence" if result["mode"] == "generated" else "on reconstructions"
+            text += (f": classifier right on {result['coherence']:.1%} ({what}; "
+                     f"real {self.target}s {self.real_accuracy:.1%})")
+        return text
 
     @staticmethod
     def _title(label: str, result: dict) -> str:
