@@ -29,6 +29,18 @@ from .balance import (
     modulation_figure,
     probe_curves_figure,
 )
+from .evaluation import (
+    metric_heatmap_figure,
+    report_card_figure,
+    report_card_traces,
+    report_radar_figure,
+    robustness_curves_figure,
+)
+from .efficiency import (
+    leaderboard_figure,
+    pareto_figure,
+    selection_figure,
+)
 from .fusion import (
     fusion_comparison_figure,
     fusion_panel_figure,
@@ -59,6 +71,14 @@ from .representation import (
 )
 
 __all__ = [
+    "leaderboard_figure",
+    "pareto_figure",
+    "selection_figure",
+    "metric_heatmap_figure",
+    "report_card_figure",
+    "report_card_traces",
+    "report_radar_figure",
+    "robustness_curves_figure",
     "attack_figure",
     "missing_heatmap_figure",
     "noise_sweep_figure",

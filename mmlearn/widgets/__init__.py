@@ -3,6 +3,8 @@
 from .alignment import AlignmentPanel, precompute_alignment_grid, summarize_alignment
 from .balance import BalancePanel, balance_lookup, grid_alphas
 from .base import Panel
+from .evaluation import EvaluationPanel, evaluation_view
+from .efficiency import BudgetPanel, budget_controls_disabled, budget_selection, subset_costs, subset_utilities
 from .fusion import FusionPanel, evaluate_fusions, fusion_weights
 from .modality import ModalityPanel, corrupt_batch, evaluate_condition
 from .playground import PlaygroundPanel, corrupted_accuracy, make_playground_data, train_fusion
@@ -31,6 +33,13 @@ from .surface import (
 )
 
 __all__ = [
+    "BudgetPanel",
+    "budget_controls_disabled",
+    "budget_selection",
+    "subset_costs",
+    "subset_utilities",
+    "EvaluationPanel",
+    "evaluation_view",
     "AdapterRouter",
     "FeatureCache",
     "RobustnessPanel",
