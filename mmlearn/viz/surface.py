@@ -86,7 +86,7 @@ def surface_figure(grid: Sequence[float], surface: np.ndarray, data, unimodal: M
         yaxis3=dict(domain=[0.0, 0.80], anchor="x3", matches="y", showticklabels=False, showgrid=False,
                     zeroline=False),
         xaxis4=dict(domain=[0.63, 1.0], anchor="y4", title=dict(text="optimiser step", standoff=4)),
-        yaxis4=dict(domain=[0.0, 0.91], anchor="x4", type="log", dtick=1, exponentformat="power",
+        yaxis4=dict(domain=[0.0, 0.91], anchor="x4", type="log", exponentformat="power",
                     title=dict(text="cross-entropy", standoff=2)),
         annotations=[dict(text="training loss", xref="paper", yref="paper", x=0.815, y=0.93, xanchor="center",
                           yanchor="bottom", showarrow=False, font=dict(size=13))],
