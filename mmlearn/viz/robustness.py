@@ -13,6 +13,7 @@ Every figure is at most 860 px wide (the JupyterLab output area with the file br
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -178,8 +179,11 @@ def robustness_panel_traces(result: Mapping, methods: Sequence[str], modalities:
                 continue
             rem = float(r["removed"][m])
             out.append(dict(visible=True, x=levels, y=[float(v) for v in r["curves"][m]]))
-            out.append(dict(visible=True, x=[0.0, 1.0], y=[rem, rem],
-                            hovertemplate=f"{method}, {m} removed: {rem:.1%}<extra></extra>"))
+            if math.isnan(rem):  # the only modality left: nothing to remove (None, not NaN: strict JSON)
+                out.append(dict(visible=True, x=[0.0, 1.0], y=[None, None], hovertemplate=None))
+            else:
+                out.append(dict(visible=True, x=[0.0, 1.0], y=[rem, rem],
+                                hovertemplate=f"{method}, {m} removed: {rem:.1%}<extra></extra>"))
             out.append(dict(visible=True, x=[float(result["noise"][m])], y=[float(r["now"])],
                             hovertemplate=f"{method} now (every control, attack included): {float(r['now']):.1%}"
                                           "<extra></extra>"))

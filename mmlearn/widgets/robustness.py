@@ -137,20 +137,51 @@ class FeatureCache:
                 self._features[key] = self.model.encoders[m](xs)
         return self._features[key]
 
+    def _present(self, missing: Mapping[str, bool], repeat: int = 1):
+        names = self.batch.modalities
+        if not any(missing.get(m, False) for m in names):
+            return None if self.batch.present is None else {m: p.repeat(repeat) for m, p in self.batch.present.items()}
+        present = {m: torch.full((self.batch.size,), not missing.get(m, False), dtype=torch.bool) for m in names}
+        if self.batch.present is not None:
+            present = {m: present[m] & self.batch.present[m] for m in names}
+        return {m: p.repeat(repeat) for m, p in present.items()}
+
     def logits(self, noise: Mapping[str, float], missing: Mapping[str, bool]) -> torch.Tensor:
         names = self.batch.modalities
         feats = {m: self.features(m, float(noise.get(m, 0.0))) for m in names}
-        present = self.batch.present
-        if any(missing.get(m, False) for m in names):
-            present = {m: torch.full((self.batch.size,), not missing.get(m, False), dtype=torch.bool) for m in names}
-            if self.batch.present is not None:
-                present = {m: present[m] & self.batch.present[m] for m in names}
         with torch.no_grad():
-            return self.model.head(self.model.fusion(feats, present))
+            return self.model.head(self.model.fusion(feats, self._present(missing)))
 
     def accuracy(self, noise: Mapping[str, float], missing: Mapping[str, bool]) -> float:
-        pred = self.logits(noise, missing).argmax(dim=1)
-        return float((pred == self.batch.y).float().mean())
+        names = self.batch.modalities
+        # an absent modality's noise does nothing (its features are zero-filled by the fusion)
+        key = ("accuracy", tuple((k, 0.0 if missing.get(k, False) else round(float(noise.get(k, 0.0)), 6))
+                                 for k in names), tuple(bool(missing.get(k, False)) for k in names))
+        if key not in self._features:
+            pred = self.logits(noise, missing).argmax(dim=1)
+            self._features[key] = float((pred == self.batch.y).float().mean())
+        return self._features[key]
+
+    def curve(self, m: str, noise: Mapping[str, float], missing: Mapping[str, bool],
+              levels: Sequence[float]) -> list[float]:
+        """Accuracy at each level of noise on ``m``, the others as given: one fusion call for every level.
+
+        Memoised on what the curve depends on (the other modalities' noise and every missing flag), so
+        moving ``m``'s own slider, or an attack slider, does not recompute it.
+        """
+        names = self.batch.modalities
+        key = ("curve", m, tuple(round(float(v), 6) for v in levels),
+               tuple((k, round(float(noise.get(k, 0.0)), 6)) for k in names if k != m),
+               tuple(bool(missing.get(k, False)) for k in names))
+        if key not in self._features:
+            n, b = len(levels), self.batch.size
+            feats = {k: torch.cat([self.features(k, float(lv)) for lv in levels]) if k == m
+                     else self.features(k, float(noise.get(k, 0.0))).repeat(n, 1) for k in names}
+            with torch.no_grad():
+                logits = self.model.head(self.model.fusion(feats, self._present(missing, n)))
+            hit = (logits.argmax(dim=1) == self.batch.y.repeat(n)).float().reshape(n, b)
+            self._features[key] = hit.mean(dim=1).tolist()
+        return list(self._features[key])
 
 
 def _prepare_one(model, m: str, x: torch.Tensor, present):
@@ -171,7 +202,7 @@ def noise_curves(cache: FeatureCache, noise: Mapping[str, float], missing: Mappi
     names = cache.batch.modalities
     curves, removed = {}, {}
     for m in names:
-        curves[m] = [cache.accuracy({**noise, m: float(lv)}, missing) for lv in levels]
+        curves[m] = cache.curve(m, noise, missing, levels)
         others_missing = all(missing.get(k, False) for k in names if k != m)
         removed[m] = float("nan") if others_missing else cache.accuracy(noise, {**missing, m: True})
     return {"curves": curves, "removed": removed}
