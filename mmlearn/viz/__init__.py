@@ -48,6 +48,12 @@ from .fusion import (
     tfn_lmf_cost_figure,
     xor_grid_figure,
 )
+from .interactions import (
+    fusion_interaction_figure,
+    interaction_meter_figure,
+    pid_bars_figure,
+    synergy_bounds_figure,
+)
 from .playground import (
     playground_figure,
     robustness_levels,
@@ -71,6 +77,10 @@ from .representation import (
 )
 
 __all__ = [
+    "fusion_interaction_figure",
+    "interaction_meter_figure",
+    "pid_bars_figure",
+    "synergy_bounds_figure",
     "leaderboard_figure",
     "pareto_figure",
     "selection_figure",

@@ -6,6 +6,7 @@ from .base import Panel
 from .evaluation import EvaluationPanel, evaluation_view
 from .efficiency import BudgetPanel, budget_controls_disabled, budget_selection, subset_costs, subset_utilities
 from .fusion import FusionPanel, evaluate_fusions, fusion_weights
+from .interactions import InteractionMeter, interaction_summary
 from .modality import ModalityPanel, corrupt_batch, evaluate_condition
 from .playground import PlaygroundPanel, corrupted_accuracy, make_playground_data, train_fusion
 from .representation import RepresentationPanel, fit_projection, infer_and_generate
@@ -33,6 +34,8 @@ from .surface import (
 )
 
 __all__ = [
+    "InteractionMeter",
+    "interaction_summary",
     "BudgetPanel",
     "budget_controls_disabled",
     "budget_selection",
