@@ -212,7 +212,7 @@ def accuracy_confusion_figure(accuracy: Mapping[str, float], counts, class_names
                  [{} for _ in range(n_prev)] + [None]]
         widths = [0.36 / n_prev] * n_prev + [0.64]
         fig = make_subplots(rows=2, cols=n_prev + 1, specs=specs, column_widths=widths, row_heights=[0.55, 0.45],
-                            horizontal_spacing=0.06, vertical_spacing=0.16,
+                            horizontal_spacing=0.06, vertical_spacing=0.22,
                             subplot_titles=["accuracy", "confusion matrix (rows: true digit)"] + list(previews))
         bar_at, heat_at = dict(row=1, col=1), dict(row=1, col=n_prev + 1)
     else:
@@ -244,7 +244,7 @@ def accuracy_confusion_figure(accuracy: Mapping[str, float], counts, class_names
     if n_prev:  # one caption over the previews, whose own titles are just the modality names
         x0, x1 = fig.get_subplot(2, 1).xaxis.domain[0], fig.get_subplot(2, n_prev).xaxis.domain[1]
         top = fig.get_subplot(2, 1).yaxis.domain[1]
-        fig.add_annotation(text=preview_label, x=(x0 + x1) / 2, y=top + 0.045, xref="paper", yref="paper",
+        fig.add_annotation(text=preview_label, x=(x0 + x1) / 2, y=top + 0.07, xref="paper", yref="paper",
                            xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=12, color="#444"))
     fig.update_yaxes(range=[0, 1.15], title_text="accuracy", **bar_at)
     # the subplot title says the rows are the true digit; an axis title here would run into the bars
@@ -259,7 +259,7 @@ def accuracy_confusion_figure(accuracy: Mapping[str, float], counts, class_names
         fig.add_shape(**line, y0=float(chance), y1=float(chance), name=f"chance ({float(chance):.0%})",
                       showlegend=True, line=dict(color="grey", dash="dot", width=2))
     # room above the subplot titles for the panel's own title; the legend (reference lines) below
-    fig.update_layout(title=dict(text=title, y=0.98, yanchor="top"), height=560 if n_prev else 460,
+    fig.update_layout(title=dict(text=title, y=0.98, yanchor="top"), height=600 if n_prev else 460,
                       legend=dict(orientation="h", yanchor="top", y=-0.06, x=0, font_size=12),
                       **{**LAYOUT, "margin": dict(l=60, r=20, t=100, b=70)})
     return fig

@@ -121,7 +121,7 @@ def fusion_panel_figure(accuracy: Mapping[str, float], reference: Mapping[str, f
     if n_prev:  # one caption over the previews, whose own titles are just the modality names
         x0, x1 = fig.get_subplot(2, 2).xaxis.domain[0], fig.get_subplot(2, 1 + n_prev).xaxis.domain[1]
         top = fig.get_subplot(2, 2).yaxis.domain[1]
-        fig.add_annotation(text=preview_label, x=(x0 + x1) / 2, y=top + 0.045, xref="paper", yref="paper",
+        fig.add_annotation(text=preview_label, x=(x0 + x1) / 2, y=top + 0.075, xref="paper", yref="paper",
                            xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=12, color="#444"))
     if chance is not None:
         fig.add_hline(y=float(chance), line_dash="dot", line_color="grey", name=f"chance ({float(chance):.0%})",
