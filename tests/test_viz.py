@@ -100,3 +100,12 @@ def test_alignment_panel_figure_names_its_points_and_has_no_fixed_width():
     assert [t.name for t in fig.data[1:3]] == ["grey: every precomputed (τ, B) setting", "red star: this setting"]
     assert all(t.showlegend is not False for t in fig.data[1:3])
     assert fig.data[3].colorbar.title.text == "cos"
+
+
+def test_retrieval_examples_name_the_spectrogram_axes_and_colour_scale():
+    fig = viz.retrieval_examples(np.stack([np.zeros((20, 20)), np.full((20, 20), 2.0)]), np.ones((2, 3, 8, 8)),
+                                 [3, 5], [[3, 1, 3], [5, 5, 5]])
+    queries = [fig.data[0], fig.data[4]]  # each row: the spectrogram, then 3 images
+    assert [t.showscale for t in queries] == [True, False] and queries[0].colorbar.title.text == "log-mel"
+    assert (queries[1].zmin, queries[1].zmax) == (0.0, 2.0)
+    assert fig.layout.yaxis.title.text == "mel band" and fig.layout.yaxis.visible

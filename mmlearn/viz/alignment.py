@@ -72,8 +72,12 @@ def retrieval_examples(queries, retrieved, query_labels, retrieved_labels, simil
             titles.append(f"{mark} {rl[q, j]}{sim}")
     fig = make_subplots(rows=n_q, cols=k + 1, subplot_titles=titles, horizontal_spacing=0.015,
                         vertical_spacing=min(0.12, 0.5 / n_q), column_widths=[1.6] + [1.0] * k)
+    lo, hi = float(queries.min()), float(queries.max())  # one colour scale for every spectrogram, with its bar
     for q in range(n_q):
-        fig.add_trace(go.Heatmap(z=queries[q], colorscale="Viridis", showscale=False, hoverinfo="skip"),
+        fig.add_trace(go.Heatmap(z=queries[q], colorscale="Viridis", zmin=lo, zmax=hi, showscale=q == 0,
+                                 colorbar=dict(title=dict(text="log-mel", side="right"), thickness=10, len=0.5,
+                                               x=-0.06, xanchor="right", y=1, yanchor="top"),
+                                 hovertemplate="%{z:.1f}<extra></extra>"),
                       row=q + 1, col=1)
         for j in range(k):
             fig.add_trace(go.Heatmap(z=retrieved[q, j], colorscale="gray_r", showscale=False, hoverinfo="skip"),
@@ -85,8 +89,14 @@ def retrieval_examples(queries, retrieved, query_labels, retrieved_labels, simil
             x_id = q * (k + 1) + j + 2  # plotly numbers the subplot axes row by row
             fig.update_yaxes(autorange="reversed", scaleanchor=f"x{x_id}", constrain="domain", row=q + 1, col=j + 2)
             fig.update_xaxes(constrain="domain", row=q + 1, col=j + 2)
+    for q in range(n_q):  # the spectrogram column: axes named (time runs right, low frequencies at the bottom)
+        fig.update_xaxes(visible=True, showticklabels=False, ticks="", showgrid=False, zeroline=False,
+                         title_text="time →" if q == n_q - 1 else None, title_standoff=0, title_font_size=10,
+                         row=q + 1, col=1)
+        fig.update_yaxes(visible=True, showticklabels=False, ticks="", showgrid=False, zeroline=False,
+                         title_text="mel band", title_standoff=0, title_font_size=10, row=q + 1, col=1)
     fig.update_annotations(font_size=11)
-    fig.update_layout(title=title, height=70 + 105 * n_q, **{**LAYOUT, "margin": dict(l=10, r=10, t=70, b=10)})
+    fig.update_layout(title=title, height=90 + 105 * n_q, **{**LAYOUT, "margin": dict(l=90, r=10, t=70, b=30)})
     return fig
 
 
