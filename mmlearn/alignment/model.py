@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .. import distributed as D
 from .._checks import check_finite_loss, check_modality_dict
 from ..data.batch import as_batch
 from ..models import default_encoders
-from ..train import minibatches
+from ..train import _distributed_device, _use_distributed, _wrap_ddp, minibatches
 from .loss import INIT_TEMPERATURE, ContrastiveLoss
 from .metrics import retrieval_metrics
 
@@ -40,6 +41,7 @@ class AlignmentModel(nn.Module):
     Under ``torch.distributed``, wrap the model in ``DistributedDataParallel``
     and compute ``z = ddp_model(inputs)`` then ``model.loss(z[a], z[b])`` on each
     rank's batch: the loss gathers every rank's features (see :class:`ContrastiveLoss`).
+    :func:`train_alignment` does this by itself when run under ``torchrun``.
     """
 
     def __init__(self, shapes: Mapping[str, Sequence[int]], *, embed_dim: int = 32, feature_dim: int = 64,
@@ -110,7 +112,8 @@ def evaluate_alignment(model, data, ks=(1, 5, 10)) -> dict[str, float]:
 
 def train_alignment(model: AlignmentModel, train, eval_data=None, *, epochs: int = 10, batch_size: int = 128,
                     lr: float = 3e-3, weight_decay: float = 0.0, seed: int = 0, device=None,
-                    progress: bool = False, on_nonfinite: str = "raise") -> dict[str, list]:
+                    progress: bool = False, on_nonfinite: str = "raise",
+                    distributed: bool | None = None) -> dict[str, list]:
     """Train ``model`` with the contrastive loss; labels are never used. Returns the history.
 
     Each epoch visits a seeded permutation of ``train`` in full batches of
@@ -127,6 +130,22 @@ def train_alignment(model: AlignmentModel, train, eval_data=None, *, epochs: int
     (``"raise"``, default), or is skipped with a ``RuntimeWarning`` (``"warn"``:
     no update for that batch; skipped batches are left out of ``train_loss``,
     which is NaN for an epoch whose batches were all skipped).
+
+    ``distributed`` (as in :func:`mmlearn.train.fit`; default: when a process
+    group of more than one process is initialised, e.g. under ``torchrun``):
+    ``batch_size`` is the **global** batch, divisible by the world size W; each
+    rank takes a contiguous ``batch_size / W`` pairs of each global batch of
+    the same seeded permutation and runs them through a
+    ``DistributedDataParallel`` wrapper of ``model``. The contrastive loss
+    gathers every rank's embeddings, so each rank computes the loss of the whole
+    global batch (every pair a negative for every other), and after DDP's
+    gradient averaging the update equals the single-process one on that batch
+    (see :class:`~mmlearn.alignment.ContrastiveLoss`). ``train_loss`` is that
+    global loss (the same on every rank); a NaN/inf loss raises (or is skipped)
+    on every rank together. Retrieval needs every embedding, so each rank
+    evaluates the whole ``eval_data`` (the weights are identical, so are the
+    numbers). ``distributed=False`` inside a process group trains this process
+    alone: the loss's gathering is switched off for the call.
     """
     if on_nonfinite not in ("raise", "warn"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'warn', got {on_nonfinite!r}")
@@ -139,25 +158,51 @@ def train_alignment(model: AlignmentModel, train, eval_data=None, *, epochs: int
     if train_batch.size < batch_size:
         raise ValueError(f"batch_size {batch_size} is larger than the training set ({train_batch.size} pairs)")
     eval_batch = as_batch(eval_data, [a, b]) if eval_data is not None else None
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    dist_on = _use_distributed(distributed, "train_alignment")
+    if dist_on and batch_size % D.world_size():
+        raise ValueError(f"train_alignment: batch_size is the global batch and must be divisible by the world size; "
+                         f"got batch_size={batch_size} for {D.world_size()} processes")
+    if dist_on:
+        device = _distributed_device(device)
+    else:
+        device = torch.device(device) if device is not None else torch.device("cpu")
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    torch.manual_seed(seed)
-    shuffle = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed + (D.rank() if dist_on else 0))
+    shuffle = torch.Generator().manual_seed(seed)  # the same permutation on every rank
+    gather = model.loss.gather
+    if not dist_on and D.is_distributed():
+        model.loss.gather = False  # this process trains alone: no other rank's features to gather
+    try:
+        return _align_epochs(model, _wrap_ddp(model, device, find_unused=False) if dist_on else model, opt, train_batch, eval_batch,
+                             epochs=epochs, batch_size=batch_size, device=device, shuffle=shuffle, progress=progress,
+                             on_nonfinite=on_nonfinite, dist_on=dist_on)
+    finally:
+        model.loss.gather = gather
+
+
+def _align_epochs(model: AlignmentModel, net: nn.Module, opt, train_batch, eval_batch, *, epochs, batch_size,
+                  device, shuffle, progress, on_nonfinite, dist_on) -> dict[str, list]:
+    """The epochs of :func:`train_alignment`; ``net`` is ``model`` or its DDP wrapper (forward passes go through it)."""
+    a, b = model.modalities
+    check_loss = D.check_finite_loss_all_ranks if dist_on else check_finite_loss
     history: dict[str, list] = {"epoch": [], "train_loss": [], "temperature": []}
     step = 0  # counts every full batch, skipped ones included (as fit does)
-    for epoch in tqdm(range(1, epochs + 1), desc="aligning", disable=not progress, leave=False):
+    for epoch in tqdm(range(1, epochs + 1), desc="aligning", disable=not progress or D.rank() != 0, leave=False):
         model.train()
         losses = []
         for idx in minibatches(train_batch.size, batch_size, shuffle):
             if len(idx) < batch_size:  # drop the incomplete last batch
                 continue
+            if dist_on:
+                idx = D.shard(idx)  # this rank's contiguous batch_size / W pairs
             inputs = {m: x[idx].to(device) for m, x in train_batch.inputs.items()}
-            loss = model.compute_loss(inputs)
+            # z_m = g_m(f_m(x_m)) through DDP; the loss gathers all ranks' z (the global batch's negatives)
+            z = net(inputs)
+            loss = model.loss(z[a], z[b])
             opt.zero_grad(set_to_none=True)
             step += 1
-            if not check_finite_loss(loss, epoch=epoch, step=step - 1, where="train_alignment",
-                                     on_nonfinite=on_nonfinite):
+            if not check_loss(loss, epoch=epoch, step=step - 1, where="train_alignment", on_nonfinite=on_nonfinite):
                 continue
             loss.backward()
             opt.step()
@@ -174,7 +219,7 @@ def train_alignment(model: AlignmentModel, train, eval_data=None, *, epochs: int
                     raise
                 import warnings
 
-                warnings.warn(f"epoch {epoch}: {err}; eval recalls recorded as NaN", RuntimeWarning, stacklevel=2)
+                warnings.warn(f"epoch {epoch}: {err}; eval recalls recorded as NaN", RuntimeWarning, stacklevel=3)
                 scores = {k: float("nan") for k in (f"{a}->{b} R@1", f"{b}->{a} R@1", f"class {a}->{b} R@1",
                                                     f"class {b}->{a} R@1")}
             for key in (f"{a}->{b} R@1", f"{b}->{a} R@1", f"class {a}->{b} R@1", f"class {b}->{a} R@1"):
