@@ -269,9 +269,10 @@ def test_on_step_and_on_reset_buttons():
 
 
 def test_run_loop_synchronously_and_its_cancellation_state_machine():
-    panel = small_panel(max_steps=12)
+    panel = small_panel(max_steps=12, draw_interval=3600)
     run_id = panel.run_id
     assert panel.run(run_id, max_chunks=2) == 2 and panel.trainer.steps == 10
+    assert len(panel.figure.data[6].y) == 10  # redrawn once at the end, however long the draw interval
     assert panel.run(run_id) == 1 and panel.trainer.steps == 15  # stops at max_steps (checked before a chunk)
     panel.on_config_change()  # a new choice: the old run id is no longer current
     assert panel.run(run_id) == 0 and panel.trainer.steps == 0
@@ -301,6 +302,7 @@ def test_on_train_toggle_runs_a_thread_and_changing_the_dataset_stops_it():
         thread.join(10)
         assert not thread.is_alive()
         assert panel.trainer is not old_trainer and panel.trainer.steps == 0
+        assert toggle.value is False and toggle.description == "Train"  # the new model waits for "Train"
         time.sleep(0.1)
         assert panel.trainer.steps == 0  # nothing trains the new model behind our back
         assert "OR" in panel.figure.layout.title.text

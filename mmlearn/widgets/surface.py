@@ -27,21 +27,25 @@ is often nonsense when it was trained on complete pairs only (notebook 03, Secti
 model would answer a different question (how much the label depends on ``x_m``; for XOR: not at all) and
 would cost a second training run per step.
 
-**Thread safety.** One ``threading.Lock`` (``panel.lock``) guards the trainer and the figure: a training
+**Thread safety.** One re-entrant lock (``panel.lock``) guards the trainer and the figure: a training
 chunk, a redraw, a Step click and a Reset all take it, so the figure never shows a half-updated model.
-Each run has an id; changing the dataset, noise, fusion or learning rate (or Reset) sets the stop flag,
-joins the old thread (with a timeout) and bumps the id before building a new trainer, and a thread whose id
-is no longer current stops without drawing. Widget traits set from the thread (the figure's data, the
-toggle at the end of a run) are sent by ipykernel's thread-safe IOPub channel: this works in JupyterLab
-and Voila. The training thread uses the global torch RNG (EmbraceNet samples its components from it),
-inside ``torch.random.fork_rng`` seeded per step, so its steps are reproducible and the caller's RNG state
-is left alone; do not run other random torch code in the notebook *while* it trains if you need that code
-to be reproducible.
+Each run has an id; changing the dataset, noise, fusion or learning rate (or Reset) puts the toggle back to
+"Train", sets the stop flag, joins the old thread (with a timeout) and bumps the id before building a new
+trainer; a thread whose id is no longer current stops without drawing. The thread redraws at most every
+``draw_interval`` seconds and sleeps briefly between chunks, so the kernel's main thread keeps handling the
+other controls' messages. Widget traits set from the thread (the figure's data, the toggle at the end of a
+run) go out through ipykernel's IOPub thread, which is safe to use from any thread (checked in JupyterLab
+with headless Chromium: the figure advances while training, and a new dataset stops the run). The training
+thread uses the global torch RNG (EmbraceNet samples its components from it), inside
+``torch.random.fork_rng`` seeded per step, so its steps are reproducible and the caller's RNG state is left
+alone; do not run other random torch code in the notebook *while* it trains if you need that code to be
+reproducible.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as W
@@ -274,7 +278,7 @@ class SurfacePanel(Panel):
 
     def __init__(self, dataset: str = "xor", fusion: str = "concat", *, noisy: bool = False, lr: float = 0.03,
                  n: int = 200, seed: int = 0, grid_size: int = 50, steps_per_draw: int = 25,
-                 max_steps: int = 3000, title: str = "Decision surface while training"):
+                 max_steps: int = 3000, draw_interval: float = 0.25, title: str = "Decision surface while training"):
         names = fusion_names()
         if fusion not in names:
             raise ValueError(f"unknown fusion {fusion!r}; available: {names}")
@@ -282,6 +286,7 @@ class SurfacePanel(Panel):
             raise ValueError(f"unknown dataset {dataset!r}; expected one of {SURFACE_KINDS}")
         self.n, self.seed = n, seed
         self.steps_per_draw, self.max_steps = int(steps_per_draw), int(max_steps)
+        self.draw_interval = float(draw_interval)
         self.grid = surface_grid(grid_size)
         self.lock = threading.RLock()
         self._stop = threading.Event()
@@ -358,7 +363,9 @@ class SurfacePanel(Panel):
             self.on_config_change(change)
 
     def on_config_change(self, change=None) -> None:
-        """A new dataset, noise, fusion or learning rate: stop the run, build a fresh model, redraw."""
+        """A new dataset, noise, fusion or learning rate: stop the run (the toggle back to "Train"), build a fresh
+        model, redraw."""
+        self.controls["train"].value = False  # observer: on_train_toggle -> stop (no-op when not running)
         self.stop(join=True)
         with self.lock:
             self.run_id += 1
@@ -367,7 +374,6 @@ class SurfacePanel(Panel):
 
     def on_reset(self, button=None) -> None:
         """Reset: the same choices, a fresh model (pauses a run)."""
-        self.controls["train"].value = False  # observers: on_train_toggle -> stop
         self.on_config_change(None)
 
     def on_step(self, button=None) -> None:
@@ -414,19 +420,26 @@ class SurfacePanel(Panel):
     def run(self, run_id: int, max_chunks: int | None = None) -> int:
         """The training loop (the thread's target; call it directly to test it synchronously).
 
-        Trains ``steps_per_draw`` steps per chunk and redraws, while the stop flag is clear, ``run_id`` is
-        the current run and the model has fewer than ``max_steps`` steps. Returns the number of chunks run.
+        Trains ``steps_per_draw`` steps per chunk while the stop flag is clear, ``run_id`` is the current run
+        and the model has fewer than ``max_steps`` steps. Redraws after a chunk when ``draw_interval`` seconds
+        have passed since the last redraw (a fast model would otherwise flood the browser with figures and
+        delay the messages of the other controls), and once at the end. Returns the number of chunks run.
         """
-        chunks = 0
+        chunks, last_draw = 0, time.monotonic()
         while max_chunks is None or chunks < max_chunks:
             with self.lock:
                 if self._stop.is_set() or run_id != self.run_id or self.trainer.steps >= self.max_steps:
                     break
                 self.trainer.step(self.steps_per_draw)
-                self.redraw()
+                if time.monotonic() - last_draw >= self.draw_interval:
+                    self.redraw()
+                    last_draw = time.monotonic()
             chunks += 1
+            time.sleep(0.002)  # let the kernel's main thread take the GIL and handle control messages
         with self.lock:
             finished = run_id == self.run_id and not self._stop.is_set()
+            if chunks and run_id == self.run_id:
+                self.redraw()  # the last state, whatever the interval
         if finished and threading.current_thread() is self._thread:
             self.controls["train"].value = False  # the run reached max_steps: show "Train" again
         return chunks
