@@ -180,6 +180,9 @@ def test_report_card_accepts_a_dataset_and_conditions_as_a_list(trained):
     card = report_card({"late": models["late"]}, ds, [("clean", 0), ("blur", 0.5, ["image"])], curve_levels=None)
     assert list(card.table["condition"]) == ["clean", "blur 0.5 (image)"]
     assert card.curves is None and card.robustness is None
+    two = report_card({"late": models["late"]}, {"a": ds, "b": ds}, {"clean": ("clean", 0)}, curve_levels=(0, 1),
+                      curve_tasks=["b"])
+    assert set(two.curves["task"]) == {"b"} and set(two.robustness["task"]) == {"b"}
     with pytest.raises(ValueError, match="unknown kind"):
         report_card({"late": models["late"]}, ds, {"x": ("shout", 0.5)}, curve_levels=None)
 

@@ -247,6 +247,8 @@ def condition_batch(model: nn.Module, data, kind: str, level: float, modalities=
     modalities = [m for m in modalities if m in batch.inputs]  # a unimodal model skips the other modality
     if kind == "clean" or not modalities:
         return batch
+    if isinstance(options.get("stats"), Mapping):  # training statistics of every modality: keep the model's
+        options = {**options, "stats": {m: v for m, v in options["stats"].items() if m in batch.inputs}}
     if kind in CORRUPTIONS:
         return Batch(corrupt(batch.inputs, kind, level, modalities, batch.present, seed=seed, **options),
                      batch.y, batch.present)
@@ -392,6 +394,7 @@ def report_card(
     curve_kind: str | None = "gaussian_noise",
     curve_levels: Sequence[float] | None = (0.0, 0.25, 0.5, 0.75, 1.0),
     reference: str | None = None,
+    curve_tasks: Sequence[str] | None = None,
     options: Mapping[str, Mapping] | None = None,
 ) -> ReportCard:
     """Evaluate several models under several conditions in one call.
@@ -410,7 +413,8 @@ def report_card(
     ``curve_kind`` / ``curve_levels``: a robustness curve per model and task
     (every modality corrupted together, :func:`~mmlearn.robustness.robustness_sweep`),
     scored by :func:`~mmlearn.evaluation.robustness_table` (``reference``: the
-    model that effective robustness is measured against, e.g. late fusion).
+    model that effective robustness is measured against, e.g. late fusion);
+    ``curve_tasks``: the tasks that get curves (default every task).
     """
     import pandas as pd
 
@@ -443,9 +447,11 @@ def report_card(
     curves = scores_table = None
     if curve_kind is not None and curve_levels is not None:
         parts = []
-        for task, task_data in tasks.items():
+        for task in tasks if curve_tasks is None else list(curve_tasks):
+            if task not in tasks:
+                raise ValueError(f"curve_tasks: unknown task {task!r}; the tasks are {list(tasks)}")
             for name, model in models.items():
-                batch = _model_batch(model, task_data)
+                batch = _model_batch(model, tasks[task])
                 part = robustness_sweep({name: model}, batch, curve_kind, list(curve_levels), seed=seed,
                                         per_modality=False, joint=True, **options.get(curve_kind, {}))
                 part.insert(0, "task", task)
