@@ -126,6 +126,9 @@ def _worker(rank: int, port: int, out_dir: str):
         got["tiny_last"] = _run_fit_tiny_last()
         got["align"] = _run_align()
         got["nan_warn"] = _run_fit_nan_warn(rank)
+        solo = _classifier()  # distributed=False inside the group: this rank trains alone on its own data
+        got["solo"] = {"history": fit(solo, _data(16, 20 + rank), epochs=1, batch_size=4, distributed=False,
+                                      progress=False), "state": solo.state_dict()}
         try:
             fit(_classifier(), _data(16, 9), batch_size=7, progress=False)
             got["indivisible"] = ""
@@ -262,6 +265,15 @@ def test_a_nan_loss_on_one_rank_is_skipped_on_every_rank(ranks):
                    extra_losses=[_nan_term({"step": 0, "rank": 1})])
     _assert_history_close(ranks[0]["nan_warn"]["history"], want)
     assert _max_diff(ranks[0]["nan_warn"]["state"], model.state_dict()) < ATOL
+
+
+def test_distributed_false_trains_each_rank_alone(ranks):
+    for r, got in enumerate(ranks):
+        model = _classifier()
+        want = fit(model, _data(16, 20 + r), epochs=1, batch_size=4, progress=False)
+        assert got["solo"]["history"] == want  # the single-process path: no wrapping, no sharding, no all-reduce
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in got["solo"]["state"].items())
+    assert not torch.equal(ranks[0]["solo"]["state"]["head.weight"], ranks[1]["solo"]["state"]["head.weight"])
 
 
 def test_indivisible_global_batch_is_refused_on_every_rank(ranks):
