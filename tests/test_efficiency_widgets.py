@@ -116,6 +116,18 @@ def test_budget_panel_follows_the_slider_and_matches_greedy(utilities):
     assert panel.last_result["cost"] <= 4.0
 
 
+def test_budget_panel_names_the_accuracy_a_set_buys(utilities):
+    accuracy = {s: 0.5 + 0.1 * len(s) for s in utilities}
+    panel = BudgetPanel(utilities, COSTS, budget=4.0, utility_label="bits", accuracy=accuracy)
+    chosen = panel.last_result["chosen"]
+    assert f"accuracy {accuracy[chosen]:.1%}" in panel.figure.layout.title.text
+    panel.controls["budget"].value = 1.0
+    assert "greedy keeps microphone" in panel.figure.layout.title.text
+    assert "accuracy 60.0%" in panel.figure.layout.title.text
+    with pytest.raises(ValueError, match="same subsets"):
+        BudgetPanel(utilities, COSTS, accuracy={frozenset(): 0.5})
+
+
 def test_budget_panel_answers_fast(utilities):
     panel = BudgetPanel(utilities, COSTS)
     times = []

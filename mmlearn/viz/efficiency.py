@@ -49,12 +49,19 @@ def selection_traces(
     return [every, walk, pick, top, line]
 
 
-def selection_title(chosen: frozenset, best: frozenset, utilities, costs, budget: float, label: str) -> str:
-    """One line: what greedy keeps for this budget, what it buys, and the optimum."""
-    head = (f"budget {budget:g}: greedy keeps {subset_label(chosen)} (cost {costs[chosen]:g}, "
-            f"{label} {utilities[chosen]:.3f})")
+def selection_title(chosen: frozenset, best: frozenset, utilities, costs, budget: float, label: str,
+                    accuracy: Mapping[frozenset, float] | None = None) -> str:
+    """Two lines: what greedy keeps for this budget and what it buys; the optimum.
+
+    ``accuracy`` (optional, ``{subset: accuracy}``): also say the accuracy each set buys.
+    """
+    def buys(s):
+        extra = f", accuracy {accuracy[s]:.1%}" if accuracy is not None else ""
+        return f"{label} {utilities[s]:.3f}{extra}"
+
+    head = f"budget {budget:g}: greedy keeps {subset_label(chosen)} (cost {costs[chosen]:g}, {buys(chosen)})"
     if utilities[best] > utilities[chosen] + 1e-12:
-        return head + f"<br>brute force: {subset_label(best)} ({label} {utilities[best]:.3f}) - greedy misses it"
+        return head + f"<br>brute force: {subset_label(best)} (cost {costs[best]:g}, {buys(best)}): greedy misses it"
     return head + "<br>brute force finds nothing better"
 
 
@@ -67,13 +74,15 @@ def selection_figure(
     budget: float,
     *,
     utility_label: str = "validation accuracy",
+    accuracy: Mapping[frozenset, float] | None = None,
     title: str | None = None,
     height: int = 460,
 ) -> go.Figure:
     """Every subset of modalities as a point (total cost, utility); greedy's path, its pick and the optimum.
 
     The dashed vertical line is the budget: points to its right are not affordable. The axis ranges are
-    fixed from all subsets, so moving the budget does not rescale the figure.
+    fixed from all subsets, so moving the budget does not rescale the figure. ``accuracy`` (optional): each
+    subset's accuracy, named in the title when the utility is something else (e.g. bits).
     """
     values = np.array([float(v) for v in utilities.values()])
     lo, hi = float(values.min()), float(values.max())
@@ -95,7 +104,7 @@ def selection_figure(
                         if name != "budget" else None, **d, **style)
     fig.update_layout(
         title=dict(text=title if title is not None else
-                   selection_title(chosen, best, utilities, costs, budget, utility_label), font=dict(size=14)),
+                   selection_title(chosen, best, utilities, costs, budget, utility_label, accuracy), font=dict(size=14)),
         xaxis=dict(title="total cost of the modalities kept", range=[-0.5, max_cost + 1]),
         yaxis=dict(title=utility_label, range=list(y_range)),
         legend=dict(orientation="h", x=0, y=-0.18, yanchor="top"),

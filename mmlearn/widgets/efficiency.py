@@ -96,16 +96,22 @@ class BudgetPanel(Panel):
     ``utilities``: ``{frozenset: value}`` over every subset of the modalities (:func:`subset_utilities`,
     e.g. with :func:`mmlearn.efficiency.accuracy_utility`); ``costs``: ``{modality: cost}``. The figure shows
     every subset at (cost, utility), greedy's path and final set, the brute-force optimum and the budget line;
-    moving the slider only looks values up (no training), so it answers in milliseconds.
+    moving the slider only looks values up (no training), so it answers in milliseconds. ``accuracy``
+    (optional, ``{frozenset: accuracy}``): when the utility is not an accuracy (e.g. bits), the title also
+    says the accuracy each set buys.
     """
 
     def __init__(self, utilities: Mapping[frozenset, float], costs: Mapping, *, budget: float | None = None,
                  step: float = 0.5, utility_label: str = "validation accuracy",
+                 accuracy: Mapping[frozenset, float] | None = None,
                  title: str = "Greedy modality selection under a cost budget"):
         self.costs = {m: float(c) for m, c in costs.items()}
         self.utilities = {frozenset(s): float(v) for s, v in utilities.items()}
         self.subset_cost = subset_costs(self.costs)
         self.utility_label = utility_label
+        self.accuracy = None if accuracy is None else {frozenset(k): float(v) for k, v in accuracy.items()}
+        if self.accuracy is not None and set(self.accuracy) != set(self.utilities):
+            raise ValueError("accuracy must hold the same subsets as utilities")
         total = sum(self.costs.values())
         budget = total / 2 if budget is None else float(budget)
         controls = {
@@ -118,7 +124,7 @@ class BudgetPanel(Panel):
         first = self.compute({name: c.value for name, c in controls.items()})
         self._y_range = None
         figure = selection_figure(self.utilities, self.subset_cost, first["path"], first["chosen"], first["best"],
-                                  budget, utility_label=utility_label)
+                                  budget, utility_label=utility_label, accuracy=self.accuracy)
         self._y_range = tuple(figure.layout.yaxis.range)
         super().__init__(controls, figure, title)
         self._cache[self._key(self.state())] = first
@@ -140,7 +146,8 @@ class BudgetPanel(Panel):
         for trace, d in zip(self.figure.data, data):
             trace.x, trace.y, trace.text = d["x"], d["y"], d["text"]
         self.figure.layout.title.text = selection_title(result["chosen"], result["best"], self.utilities,
-                                                        self.subset_cost, result["budget"], self.utility_label)
+                                                        self.subset_cost, result["budget"], self.utility_label,
+                                                        self.accuracy)
 
     def update(self, change=None) -> None:
         super().update(change)
