@@ -85,12 +85,12 @@ def surface_figure(grid: Sequence[float], surface: np.ndarray, data, unimodal: M
                     zeroline=False, fixedrange=True),
         yaxis3=dict(domain=[0.0, 0.80], anchor="x3", matches="y", showticklabels=False, showgrid=False,
                     zeroline=False),
-        xaxis4=dict(domain=[0.63, 1.0], anchor="y4", title=dict(text="optimiser step", standoff=4)),
+        xaxis4=dict(domain=[0.66, 1.0], anchor="y4", title=dict(text="optimiser step", standoff=4)),
         yaxis4=dict(domain=[0.0, 0.91], anchor="x4", type="log", exponentformat="power",
                     title=dict(text="cross-entropy", standoff=2)),
-        annotations=[dict(text="training loss", xref="paper", yref="paper", x=0.815, y=0.93, xanchor="center",
+        annotations=[dict(text="training loss", xref="paper", yref="paper", x=0.83, y=0.93, xanchor="center",
                           yanchor="bottom", showarrow=False, font=dict(size=13))],
-        legend=dict(orientation="h", x=0.63, xanchor="left", y=-0.13, yanchor="top", font=dict(size=12)),
+        legend=dict(orientation="h", x=0.62, xanchor="left", y=-0.13, yanchor="top", font=dict(size=12)),
         **{**LAYOUT, "margin": dict(l=55, r=15, t=60, b=110)},
     )
     # the same axes ids for the strips as for the plane they sit beside
