@@ -1,4 +1,4 @@
-"""Small helpers over ``torch.distributed`` used by :func:`mmlearn.train.fit` and :func:`mmlearn.alignment.train_alignment`.
+"""Small helpers over ``torch.distributed``, used by :func:`mmlearn.train.fit` and ``train_alignment``.
 
 Not a framework: each function is a few lines of plain ``torch.distributed``,
 and each one is the identity (or rank 0 of 1) when no process group is

@@ -150,7 +150,7 @@ def _use_distributed(distributed: bool | None, where: str) -> bool:
 
 
 def _distributed_device(device) -> torch.device:
-    """The given device, or this process's own (``cuda:LOCAL_RANK`` under NCCL); a bare ``"cuda"`` gets the local rank."""
+    """The given device, else this process's own (``cuda:LOCAL_RANK`` under NCCL); ``"cuda"`` gets the local rank."""
     device = torch.device(device) if device is not None else D.local_device()
     if device.type == "cuda":
         if device.index is None:
@@ -205,7 +205,7 @@ def _wrap_ddp(model: nn.Module, device: torch.device, *, find_unused: bool) -> n
 
 
 def _evaluate_sharded(model: nn.Module, batch: Batch, device) -> dict[str, float]:
-    """``evaluate`` with each rank scoring its contiguous shard of ``batch``, the sums all-reduced (every rank gets the result)."""
+    """``evaluate``, each rank scoring its contiguous shard of ``batch``; the sums all-reduced (same on every rank)."""
     part = D.shard(torch.arange(batch.size))
     loss_sum, correct, bad = 0.0, 0, 0
     if len(part):
@@ -355,7 +355,8 @@ def fit(
         history["skipped_steps"] = []
     # NaN/inf in present training rows is bad data, reported as such before any step
     check_finite(train_batch.inputs, train_batch.present, what="fit: training inputs")
-    net = _wrap_ddp(_ForwardAll(model), device, find_unused=True) if dist_on else model  # what the forward pass goes through
+    # what the forward pass goes through: the model, or under DDP a wrapper that calls its forward_all
+    net = _wrap_ddp(_ForwardAll(model), device, find_unused=True) if dist_on else model
     # a flag (non-finite loss, value or gradient) as every rank sees it: with one process, the flag itself
     agree = D.any_rank if dist_on else bool
     check_loss = D.check_finite_loss_all_ranks if dist_on else check_finite_loss

@@ -129,6 +129,10 @@ def _worker(rank: int, port: int, out_dir: str):
         solo = _classifier()  # distributed=False inside the group: this rank trains alone on its own data
         got["solo"] = {"history": fit(solo, _data(16, 20 + rank), epochs=1, batch_size=4, distributed=False,
                                       progress=False), "state": solo.state_dict()}
+        solo = AlignmentModel({"x1": (6,), "x2": (5,)}, embed_dim=4, feature_dim=8, seed=0)
+        got["solo_align"] = {"history": train_alignment(solo, _data(16, 30 + rank), epochs=1, batch_size=4,
+                                                        distributed=False),
+                             "state": solo.state_dict(), "gather": solo.loss.gather}
         try:
             fit(_classifier(), _data(16, 9), batch_size=7, progress=False)
             got["indivisible"] = ""
@@ -274,6 +278,12 @@ def test_distributed_false_trains_each_rank_alone(ranks):
         assert got["solo"]["history"] == want  # the single-process path: no wrapping, no sharding, no all-reduce
         assert all(torch.equal(v, model.state_dict()[k]) for k, v in got["solo"]["state"].items())
     assert not torch.equal(ranks[0]["solo"]["state"]["head.weight"], ranks[1]["solo"]["state"]["head.weight"])
+    # train_alignment alone: its loss does not gather the other rank's features for the call, and gathers again after
+    for r, got in enumerate(ranks):
+        model = AlignmentModel({"x1": (6,), "x2": (5,)}, embed_dim=4, feature_dim=8, seed=0)
+        want = train_alignment(model, _data(16, 30 + r), epochs=1, batch_size=4)
+        assert got["solo_align"]["history"] == want and got["solo_align"]["gather"] is True
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in got["solo_align"]["state"].items())
 
 
 def test_indivisible_global_batch_is_refused_on_every_rank(ranks):

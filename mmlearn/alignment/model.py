@@ -174,7 +174,8 @@ def train_alignment(model: AlignmentModel, train, eval_data=None, *, epochs: int
     if not dist_on and D.is_distributed():
         model.loss.gather = False  # this process trains alone: no other rank's features to gather
     try:
-        return _align_epochs(model, _wrap_ddp(model, device, find_unused=False) if dist_on else model, opt, train_batch, eval_batch,
+        net = _wrap_ddp(model, device, find_unused=False) if dist_on else model  # forward passes go through net
+        return _align_epochs(model, net, opt, train_batch, eval_batch,
                              epochs=epochs, batch_size=batch_size, device=device, shuffle=shuffle, progress=progress,
                              on_nonfinite=on_nonfinite, dist_on=dist_on)
     finally:
