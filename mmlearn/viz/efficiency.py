@@ -90,12 +90,14 @@ def selection_figure(
     y_range = (lo - pad, hi + 3 * pad)
     max_cost = max(float(c) for c in costs.values())
     data = selection_traces(utilities, costs, path, chosen, best, budget, y_range)
+    # only greedy's path and the optimum are labelled (hover names every point): 16 labels would overlap
     styles = [
-        dict(mode="markers+text", textposition="top center", textfont=dict(size=10, color="#555"),
-             marker=dict(size=9, color="#bbbbbb", line=dict(color="#777", width=1))),
-        dict(mode="lines+markers", line=dict(color=PALETTE[0], width=2), marker=dict(size=7, color=PALETTE[0])),
+        dict(mode="markers", marker=dict(size=9, color="#bbbbbb", line=dict(color="#777", width=1))),
+        dict(mode="lines+markers+text", textposition="top left", textfont=dict(size=11, color=PALETTE[0]),
+             line=dict(color=PALETTE[0], width=2), marker=dict(size=7, color=PALETTE[0])),
         dict(mode="markers", marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(color=PALETTE[0], width=3))),
-        dict(mode="markers", marker=dict(size=16, symbol="star", color=PALETTE[3], line=dict(color="black", width=1))),
+        dict(mode="markers+text", textposition="bottom right", textfont=dict(size=11, color=PALETTE[3]),
+             marker=dict(size=16, symbol="star", color=PALETTE[3], line=dict(color="black", width=1))),
         dict(mode="lines", line=dict(color="#444", dash="dash", width=2), hoverinfo="skip"),
     ]
     fig = go.Figure()
@@ -151,7 +153,15 @@ def pareto_figure(points: Mapping[str, Mapping[str, float]], front: Sequence[str
     fig.add_scatter(x=[points[n][cost] for n in ordered], y=[points[n][accuracy] for n in ordered], mode="lines",
                     line=dict(color=PALETTE[3], dash="dot"), name="front (cheapest first)", hoverinfo="skip")
     accs = [points[n][accuracy] for n in names]
-    fig.update_layout(title=title, xaxis=dict(title=cost_title, type="log" if log_x else "linear"),
+    costs = [float(points[n][cost]) for n in names]
+    if log_x:  # pad by 15 % of the decades spanned, so labels at the ends are not clipped
+        lo, hi = np.log10(min(costs)), np.log10(max(costs))
+        pad = 0.15 * max(hi - lo, 0.3)
+        xaxis = dict(title=cost_title, type="log", range=[lo - pad, hi + pad], tickformat="~s")
+    else:
+        pad = 0.1 * max(max(costs) - min(costs), 1e-9)
+        xaxis = dict(title=cost_title, range=[min(costs) - pad, max(costs) + pad])
+    fig.update_layout(title=title, xaxis=xaxis,
                       yaxis=dict(title=accuracy.replace("_", " "),
                                  range=[max(0.0, min(accs) - 0.08), min(1.02, max(accs) + 0.06)]),
                       legend=dict(orientation="h", x=0, y=-0.18, yanchor="top"), height=height,
