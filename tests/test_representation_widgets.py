@@ -202,13 +202,15 @@ def test_panel_shows_the_coherence_of_the_current_setting(data, models, reader):
     real = real_accuracy(reader, panel.data)
     assert panel.real_accuracy == pytest.approx(real)
     full = generation_coherence(models["PoE"], panel.data, reader, ["image", "audio"])
-    assert f"classifier right on {full:.1%} (on reconstructions; real images {real:.1%})" in fig.layout.annotations[2].text
+    assert fig.layout.annotations[2].text == f"images reconstructed from image + audio: {full:.1%} recognised"
+    assert fig.layout.annotations[1].text == f"real images, one per class (classifier accuracy on all: {real:.1%})"
     panel.controls["observe_image"].value = False
     for label in ("PoE", "MoE", "joint AE"):
         panel.controls["posterior"].value = label
         expected = coherence(models[label], panel.data, reader, source="audio", target="image")
         assert panel.last_result["coherence"] == expected
-        assert f"classifier right on {expected:.1%} (coherence;" in fig.layout.annotations[2].text
+        assert fig.layout.annotations[2].text == f"images generated from audio: coherence {expected:.1%}"
     # without a classifier the panel shows no coherence
     plain = RepresentationPanel(models, data, n_points=40)
     assert plain.last_result["coherence"] is None and "coherence" not in plain.figure.layout.annotations[2].text
+    assert plain.figure.layout.annotations[1].text == "real images (one per class)"

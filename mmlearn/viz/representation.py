@@ -82,7 +82,7 @@ def latent_generation_figure(
     classes = list(classes) if classes is not None else sorted(np.unique(labels).tolist())
     if label_names is not None and len(label_names) <= max(int(c) for c in classes):
         raise ValueError(f"label_names has {len(label_names)} names but the classes go up to {max(classes)}")
-    fig = make_subplots(rows=3, cols=1, row_heights=[0.64, 0.18, 0.18], vertical_spacing=0.1,
+    fig = make_subplots(rows=3, cols=1, row_heights=[0.62, 0.19, 0.19], vertical_spacing=0.12,
                         subplot_titles=(scatter_title, true_title, generated_title))
     for i, c in enumerate(classes):
         sel = labels == c
@@ -102,7 +102,7 @@ def latent_generation_figure(
         # square pixels: a strip of digits is wide and short, not stretched to the row's height
         fig.update_yaxes(visible=False, autorange="reversed", scaleanchor=f"x{row}", constrain="domain",
                          row=row, col=1)
-    fig.update_layout(title=title, height=700, legend=dict(title="digit"), **LAYOUT)
+    fig.update_layout(title=title, height=740, legend=dict(title="digit"), **LAYOUT)
     return fig
 
 

@@ -210,7 +210,7 @@ class RepresentationPanel(Panel):
         figure = latent_generation_figure(
             first["xy"], first["labels"], first["true"], first["generated"], label_names=label_names,
             classes=self.classes, title=self._title(next(iter(self.models)), first),
-            true_title=f"real {target}s (one per class)", generated_title=self._generated_title(first),
+            true_title=self._true_title(), generated_title=self._generated_title(first),
             zmin=self.zrange[0], zmax=self.zrange[1], xy_range=self.ranges[next(iter(self.models))],
         )
         super().__init__(controls, figure, title)
@@ -228,10 +228,16 @@ class RepresentationPanel(Panel):
         source = " + ".join(result["observed"])
         text = f"{self.target}s {result['mode']} from {source}"
         if result.get("coherence") is not None:
-            what = "coherence" if result["mode"] == "generated" else "on reconstructions"
-            text += (f": classifier right on {result['coherence']:.1%} ({what}; "
-                     f"real {self.target}s {self.real_accuracy:.1%})")
+            if result["mode"] == "generated":
+                text += f": coherence {result['coherence']:.1%}"
+            else:
+                text += f": {result['coherence']:.1%} recognised"
         return text
+
+    def _true_title(self) -> str:
+        if self.real_accuracy is None:
+            return f"real {self.target}s (one per class)"
+        return f"real {self.target}s, one per class (classifier accuracy on all: {self.real_accuracy:.1%})"
 
     @staticmethod
     def _title(label: str, result: dict) -> str:
