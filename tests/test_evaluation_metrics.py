@@ -259,3 +259,13 @@ def test_evaluation_view_and_panel_driven_by_control_values(trained):
         panel.controls["models"].value = card.models[: 1 + i % 3]
         times.append(time.perf_counter() - t0)
     assert statistics.median(times) < 0.2
+
+
+def test_import_mmlearn_evaluation_pulls_no_heavy_dependency():
+    import subprocess
+    import sys
+
+    code = ("import sys, mmlearn.evaluation\n"
+            "print(','.join(m for m in ('sklearn', 'scipy', 'pandas', 'datasets', 'pyarrow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == ""

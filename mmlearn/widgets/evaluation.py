@@ -79,12 +79,17 @@ class EvaluationPanel(Panel):
         self.controls = controls
         state = {k: c.value for k, c in controls.items()}
         first = self.compute(state)
+        # built with its final data and title: Voila drops changes made before display
         figure = report_card_figure(self.table, "accuracy", models=self.all_models, conditions=first["conditions"],
-                                    task=first["task"], chance=chance)
+                                    task=first["task"], chance=chance, title=self._title(first))
         super().__init__(controls, figure, title)
         self._cache[self._key(state)] = first
         self.last_result = first
-        self.draw(first)
+
+    def _title(self, result: dict) -> str:
+        best, value = result["best"]
+        task = f" ({result['task']})" if len(self.card.tasks) > 1 else ""
+        return f"{METRIC_LABELS[result['metric']]}{task}; best mean over the picked conditions: {best} ({value:.2f})"
 
     def compute(self, state: dict) -> dict:
         return evaluation_view(self.table, models=state["models"], conditions=state["conditions"],
@@ -103,8 +108,5 @@ class EvaluationPanel(Panel):
             chance.x = result["conditions"]
             chance.y = [self.chance] * len(result["conditions"])
             chance.visible = result["metric"] == "accuracy"
-        best, value = result["best"]
-        task = f" ({result['task']})" if len(self.card.tasks) > 1 else ""
         self.figure.layout.yaxis.title.text = f"test {label}"
-        self.figure.layout.title.text = (f"Report card{task}: {label} per condition; "
-                                         f"best mean over the picked conditions: {best} ({value:.2f})")
+        self.figure.layout.title.text = self._title(result)
