@@ -7,7 +7,8 @@
 - :func:`robustness_curves_figure`: accuracy vs corruption level, one curve per model (and per task);
 - :func:`metric_heatmap_figure`: a labelled table of numbers (MM-BigBench's metrics) as a heatmap.
 
-Every figure is at most 860 px wide, with its legend under the plot and named traces.
+Every figure is 840 px wide (the JupyterLab output area with the file browser open measured 848 px), with
+its legend under the plot and named traces.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import plotly.graph_objects as go
 from .core import LAYOUT, PALETTE, json_safe_z
 
 #: widest figure of this module, in pixels
-MAX_WIDTH = 860
+MAX_WIDTH = 840
 METRIC_LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
 
 
@@ -115,7 +116,10 @@ def report_radar_figure(
     title: str | None = None,
     height: int = 460,
 ) -> go.Figure:
-    """The report card on a radar: one closed line per model, one spoke per condition, radius ``metric``."""
+    """The report card on a radar: one closed line per model, one spoke per condition, radius ``metric`` (0 to 1).
+
+    The radius is named in the title, not on the radial axis, where it would sit on the tick labels.
+    """
     traces = report_card_traces(table, metric, models, conditions, task)
     fig = go.Figure()
     for i, tr in enumerate(traces):
@@ -123,7 +127,7 @@ def report_radar_figure(
                              mode="lines+markers", line=dict(color=model_color(i)))
     label = METRIC_LABELS.get(metric, metric)
     fig.update_layout(title=title or f"Report card as a radar: {label} per condition", height=height,
-                      polar=dict(radialaxis=dict(range=[0, 1], title=dict(text=label))),
+                      polar=dict(radialaxis=dict(range=[0, 1], angle=90, tickangle=90)),
                       legend_title_text="model", **_layout(margin=dict(l=60, r=60, t=70, b=90)))
     return fig
 
