@@ -33,7 +33,8 @@ def selection_traces(
     budget: float,
     y_range: tuple[float, float],
 ) -> list[dict]:
-    """The data of the five traces of :func:`selection_figure`, as dicts of ``x``, ``y``, ``text``.
+    """The data of the five traces of :func:`selection_figure`, as dicts of ``x``, ``y``, ``text`` (and, for
+    greedy's path, ``textposition``: labels alternate above-left and below-right so neighbours do not overlap).
 
     ``utilities`` / ``costs``: every subset's utility and total cost; ``path``: the nested sets greedy went
     through, ``{}`` first; ``chosen``: greedy's final set; ``best``: the brute-force optimum within ``budget``.
@@ -42,7 +43,8 @@ def selection_traces(
     every = dict(x=[float(costs[s]) for s in subsets], y=[float(utilities[s]) for s in subsets],
                  text=[subset_label(s) for s in subsets])
     walk = dict(x=[float(costs[s]) for s in path], y=[float(utilities[s]) for s in path],
-                text=[subset_label(s) for s in path])
+                text=[subset_label(s) for s in path],
+                textposition=["top left" if i % 2 == 0 else "bottom right" for i in range(len(path))])
     pick = dict(x=[float(costs[chosen])], y=[float(utilities[chosen])], text=[subset_label(chosen)])
     top = dict(x=[float(costs[best])], y=[float(utilities[best])], text=[subset_label(best)])
     line = dict(x=[float(budget), float(budget)], y=[float(y_range[0]), float(y_range[1])], text=["", ""])
@@ -93,10 +95,10 @@ def selection_figure(
     # only greedy's path and the optimum are labelled (hover names every point): 16 labels would overlap
     styles = [
         dict(mode="markers", marker=dict(size=9, color="#bbbbbb", line=dict(color="#777", width=1))),
-        dict(mode="lines+markers+text", textposition="top left", textfont=dict(size=11, color=PALETTE[0]),
+        dict(mode="lines+markers+text", textfont=dict(size=11, color=PALETTE[0]),
              line=dict(color=PALETTE[0], width=2), marker=dict(size=7, color=PALETTE[0])),
         dict(mode="markers", marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(color=PALETTE[0], width=3))),
-        dict(mode="markers+text", textposition="bottom right", textfont=dict(size=11, color=PALETTE[3]),
+        dict(mode="markers+text", textposition="top right", textfont=dict(size=11, color=PALETTE[3]),
              marker=dict(size=16, symbol="star", color=PALETTE[3], line=dict(color="black", width=1))),
         dict(mode="lines", line=dict(color="#444", dash="dash", width=2), hoverinfo="skip"),
     ]

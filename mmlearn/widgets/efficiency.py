@@ -144,7 +144,7 @@ class BudgetPanel(Panel):
         data = selection_traces(self.utilities, self.subset_cost, result["path"], result["chosen"], result["best"],
                                 result["budget"], self._y_range)
         for trace, d in zip(self.figure.data, data):
-            trace.x, trace.y, trace.text = d["x"], d["y"], d["text"]
+            trace.update(d)
         self.figure.layout.title.text = selection_title(result["chosen"], result["best"], self.utilities,
                                                         self.subset_cost, result["budget"], self.utility_label,
                                                         self.accuracy)
