@@ -95,7 +95,8 @@ def report_card_figure(
             err = dict(type="data", symmetric=False, array=(lo_hi[:, 1] - y).tolist(),
                        arrayminus=(y - lo_hi[:, 0]).tolist(), color="#444", thickness=1.2, width=3)
         fig.add_bar(x=tr["x"], y=tr["y"], name=tr["name"], marker_color=model_color(i), error_y=err,
-                    text=[f"{v:.2f}" for v in tr["y"]], textposition="inside", insidetextanchor="end")
+                    text=[f"{v:.2f}" for v in tr["y"]], textposition="inside",
+                    insidetextanchor="start" if err is not None else "end")  # not under the error bar
     if chance is not None:
         fig.add_scatter(x=traces[0]["x"] if traces else [], y=[chance] * (len(traces[0]["x"]) if traces else 0),
                         mode="lines", name=f"chance ({chance:.0%})", line=dict(color="grey", dash="dot"))
