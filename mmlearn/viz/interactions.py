@@ -46,9 +46,11 @@ def pid_bars_figure(results: Mapping[str, object], title: str = "Partial informa
         fig.add_bar(x=names, y=values, name=f"{label} ({t})", marker_color=color,
                     text=[f"{v:.2f}" for v in values], textposition="outside", textfont=dict(size=10))
     top = y_max if y_max is not None else max(1.0, max(max(v.values()) for v in terms.values())) * 1.15
-    fig.update_layout(title=title, barmode="group", height=height, yaxis=dict(title="bits", range=[0, top]),
-                      legend=dict(title="term", orientation="h", y=-0.18, yanchor="top"),
-                      **{**LAYOUT, "margin": dict(l=60, r=20, t=60, b=110)})
+    many = len(names) > 6  # long category names: angled ticks, legend below them
+    fig.update_layout(title=title, barmode="group", height=height + (60 if many else 0),
+                      yaxis=dict(title="bits", range=[0, top]), xaxis=dict(tickangle=-35 if many else 0),
+                      legend=dict(title="term", orientation="h", y=-0.45 if many else -0.18, yanchor="top"),
+                      **{**LAYOUT, "margin": dict(l=60, r=20, t=60, b=190 if many else 110)})
     return fig
 
 
@@ -109,6 +111,10 @@ def fusion_interaction_figure(accuracies: Mapping[str, Mapping[str, Sequence[flo
 # --------------------------------------------------------------------------------------
 
 
+#: the meter's colours: design, estimate, bounds, synergy markers, best fusion
+METER_COLORS = ("#1f3b73", "#8fb3e0", "rgba(214,39,40,0.25)", "#222222", "#d62728")
+
+
 def meter_title(summary: Mapping) -> str:
     """The meter's title: the state and the verdict on fusion."""
     r, u, s = summary["state"]
@@ -118,13 +124,16 @@ def meter_title(summary: Mapping) -> str:
         verdict = f"{best} wins"
     else:
         verdict = f"{best} best, tied with {', '.join(FUSION_LABELS.get(t, t) for t in v['tied'])}"
-    return f"redundancy {r:g}, uniqueness {u:g}, synergy {s:g}: {verdict}"
+    return f"redundancy {r:g}, uniqueness {u:g}, synergy {s:g}: {verdict}"[:110]
 
 
 def meter_trace_updates(summary: Mapping) -> list[dict]:
     """The data of the meter's five traces for one :func:`~mmlearn.widgets.interactions.interaction_summary`.
 
     Order: design bars, estimate bars, synergy bounds (bars from lower to upper), synergy markers, fusion bars.
+    Every trace gets its marker colour each time: a ``FigureWidget`` sends the updates of one ``batch_update`` as
+    one restyle, and a trace left out of a property there (``marker.color`` set for the fusion bars only) is reset
+    to the default colour in the browser.
     """
     design, est = _terms(summary["design"]), _terms(summary["estimate"])
     b, db = summary["bounds"], summary["design_bounds"]
@@ -133,44 +142,50 @@ def meter_trace_updates(summary: Mapping) -> list[dict]:
     best = summary["verdict"]["best"]
     mean = [stats[m]["mean"] for m in methods]
     return [
-        dict(x=list(PID_LABELS), y=[design[t] for t in PID_TERMS], text=[f"{design[t]:.2f}" for t in PID_TERMS]),
-        dict(x=list(PID_LABELS), y=[est[t] for t in PID_TERMS], text=[f"{est[t]:.2f}" for t in PID_TERMS]),
-        dict(x=["design", "samples"], base=[db["lower"], b["lower"]],
+        dict(x=list(PID_LABELS), y=[design[t] for t in PID_TERMS], text=[f"{design[t]:.2f}" for t in PID_TERMS],
+             marker=dict(color=METER_COLORS[0])),
+        dict(x=list(PID_LABELS), y=[est[t] for t in PID_TERMS], text=[f"{est[t]:.2f}" for t in PID_TERMS],
+             marker=dict(color=METER_COLORS[1])),
+        dict(x=["design", "samples"], base=[db["lower"], b["lower"]], marker=dict(color=METER_COLORS[2]),
              y=[max(db["upper"] - db["lower"], 0.004), max(b["upper"] - b["lower"], 0.004)],
              customdata=[[db["lower"], db["upper"]], [b["lower"], b["upper"]]]),
-        dict(x=["design", "samples"], y=[design["synergy"], est["synergy"]]),
+        dict(x=["design", "samples"], y=[design["synergy"], est["synergy"]], marker=dict(color=METER_COLORS[3])),
         dict(x=[FUSION_LABELS.get(m, m) for m in methods], y=mean, text=[f"{v:.1%}" for v in mean],
-             marker=dict(color=["#d62728" if m == best else "#7f7f7f" for m in methods]),
+             marker=dict(color=[METER_COLORS[4] if m == best else "#7f7f7f" for m in methods]),
              error_y=dict(type="data", symmetric=False, array=[stats[m]["max"] - stats[m]["mean"] for m in methods],
                           arrayminus=[stats[m]["mean"] - stats[m]["min"] for m in methods], thickness=1.2, width=3)),
     ]
 
 
-def interaction_meter_figure(summary: Mapping, width: int = 860, height: int = 470) -> go.Figure:
+def interaction_meter_figure(summary: Mapping, width: int = 820, height: int = 470) -> go.Figure:
     """The meter: the PID the sliders mean (design) next to the estimate from samples, the synergy bounds,
     and the test accuracy of each fusion method (mean over seeds, bars: min-max; the best in red).
 
-    ``summary``: :func:`mmlearn.widgets.interactions.interaction_summary`. Fits ``width`` = 860 px.
+    ``summary``: :func:`mmlearn.widgets.interactions.interaction_summary`. 820 px wide by default: it fits an
+    860 px page, and JupyterLab's output area (848 px in the browser test, padding included).
     """
     fig = make_subplots(rows=1, cols=3, column_widths=[0.36, 0.24, 0.40], horizontal_spacing=0.09,
                         subplot_titles=("PID (bits)", "synergy: bounds", "fusion test accuracy"))
     up = meter_trace_updates(summary)
-    fig.add_trace(go.Bar(name="design (latents)", marker_color="#1f3b73", textposition="outside",
+    fig.add_trace(go.Bar(name="design (latents)", textposition="outside",
                          textfont=dict(size=9), legendgroup="pid", **up[0]), row=1, col=1)
-    fig.add_trace(go.Bar(name="estimate (samples)", marker_color="#8fb3e0", textposition="outside",
+    fig.add_trace(go.Bar(name="estimate (samples)", textposition="outside",
                          textfont=dict(size=9), legendgroup="pid", **up[1]), row=1, col=1)
-    fig.add_trace(go.Bar(name="label-free bounds", marker_color="rgba(214,39,40,0.25)",
-                         marker_line=dict(color="#d62728", width=1), width=0.5,
+    fig.add_trace(go.Bar(name="label-free bounds", width=0.5,
                          hovertemplate="%{x}: [%{customdata[0]:.2f}, %{customdata[1]:.2f}] bits<extra></extra>",
                          **up[2]), row=1, col=2)
-    fig.add_trace(go.Scatter(name="synergy S", mode="markers", marker=dict(symbol="diamond", size=11, color="#222"),
-                             **up[3]), row=1, col=2)
+    fig.add_trace(go.Scatter(name="synergy S", mode="markers", **up[3]), row=1, col=2)
+    fig.data[2].marker.line = dict(color="#d62728", width=1)
+    fig.data[3].marker.update(symbol="diamond", size=11)
     fig.add_trace(go.Bar(name="fusion (best in red)", textposition="outside", textfont=dict(size=9),
                          showlegend=True, **up[4]), row=1, col=3)
     fig.update_yaxes(range=[0, 1.18], title_text="bits", row=1, col=1)
     fig.update_yaxes(range=[0, 1.18], row=1, col=2)
     fig.update_yaxes(range=[0.4, 1.08], title_text="accuracy", row=1, col=3)
     fig.update_xaxes(tickangle=-30, row=1, col=3)
+    # the colorway repeats the trace colours: JupyterLab showed the default colours on a FigureWidget that had
+    # been updated before display, while the Python state kept ours; trace i falls back to colorway[i]
+    fig.update_layout(colorway=list(METER_COLORS[:4]) + ["#7f7f7f"])
     fig.update_layout(title=dict(text=meter_title(summary), font=dict(size=14)), barmode="group",
                       width=width, height=height, legend=dict(orientation="h", y=-0.22, yanchor="top", x=0),
                       **{**LAYOUT, "margin": dict(l=55, r=15, t=70, b=110)})

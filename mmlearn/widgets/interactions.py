@@ -140,6 +140,23 @@ def sample_joint(x1, x2, y, n_clusters: int = 8, seed: int = 0) -> np.ndarray:
     return joint_histogram(c1, c2, cy.ravel(), (k1, k2, int(cy.max()) + 1))
 
 
+def _train_fusion():
+    # the fusion experiment helpers are moving from mmlearn.fusion.experiment to mmlearn.experiments.fusion
+    try:
+        from mmlearn.experiments.fusion import train_fusion
+    except ImportError:
+        from mmlearn.fusion.experiment import train_fusion
+    return train_fusion
+
+
+def retrain_fusion(fusion: str, redundancy: float, uniqueness: float, synergy: float, seed: int = 0,
+                   **settings) -> float:
+    """Test accuracy of one fusion method trained on one state's data, as in the grid (``seed``: data and init)."""
+    s = {**GRID_SETTINGS, **settings}
+    train, test = latent_views_split(redundancy, uniqueness, synergy, seed=seed, **settings)
+    return float(_train_fusion()(fusion, train, test, epochs=s["epochs"], seed=seed).accuracy)
+
+
 def _bounds_dict(b) -> dict:
     return {"lower": b.lower, "upper": b.upper}
 
@@ -150,11 +167,12 @@ def meter_point(redundancy: float, uniqueness: float, synergy: float, *, fusions
 
     ``{"design", "design_bounds", "estimate", "bounds", "fusion": {method: [accuracy per seed]}}``; PID terms
     as dicts (bits). The estimate and its bounds use the seed-0 data (train and test rows together);
-    fusion methods train on the train rows (MLP encoders, :func:`mmlearn.fusion.experiment.train_fusion`) and
+    fusion methods train on the train rows (MLP encoders, ``train_fusion`` of the fusion experiments) and
     are scored on the test rows, one data set and initialisation per seed.
     """
-    from mmlearn.fusion.experiment import train_fusion
     from mmlearn.interactions import pairwise_marginals, pid, synergy_bounds
+
+    train_fusion = _train_fusion()
 
     s = {**GRID_SETTINGS, **settings}
     seeds = tuple(s["seeds"] if seeds is None else seeds)
