@@ -423,7 +423,10 @@ def report_card(
 
     if not isinstance(models, Mapping) or not models:
         raise TypeError("models must be a non-empty dict {name: model}")
+    from ..data.batch import as_batch
+
     tasks = dict(data) if isinstance(data, Mapping) and not hasattr(data, "column_names") else {"data": data}
+    tasks = {str(t): as_batch(d) for t, d in tasks.items()}  # a dataset is converted once, not per model
     conds = _conditions(conditions)
     options = dict(options or {})
     rows, correct, labels, preds = [], {}, {}, {}
