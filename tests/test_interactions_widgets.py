@@ -119,6 +119,11 @@ def test_summary_lookup_and_errors(grid):
         interaction_summary(0.3, 0, 1, grid)
     with pytest.raises(ValueError, match="All three"):
         interaction_summary(0, 0, 0, grid)
+    # continuous sliders (the playground's): the nearest grid direction answers, and says which it is
+    snapped = interaction_summary(0.3, 0, 1, grid, snap=True)
+    assert snapped["direction"] == (0.5, 0.0, 1.0) and snapped["state"] == (0.3, 0.0, 1.0)
+    assert snapped["design"] == grid["points"]["0.5,0,1"]["design"]
+    assert interaction_summary(0.9, 0.05, 0.02, grid, snap=True)["direction"] == (1.0, 0.0, 0.0)
 
 
 def test_fusion_verdict_claims_a_winner_only_outside_the_seed_spread():

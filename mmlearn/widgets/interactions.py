@@ -278,17 +278,23 @@ def fusion_verdict(accuracies: dict[str, Sequence[float]], margin: float = 0.01)
     return {"stats": stats, "best": best, "tied": tied, "clear": not tied}
 
 
-def interaction_summary(redundancy: float, uniqueness: float, synergy: float, grid: dict | None = None) -> dict:
+def interaction_summary(redundancy: float, uniqueness: float, synergy: float, grid: dict | None = None, *,
+                        snap: bool = False) -> dict:
     """What the meter shows for one slider state, looked up in the precomputed grid (microseconds).
 
     Returns ``{"state", "direction", "design", "estimate", "bounds", "design_bounds", "fusion", "verdict",
     "dominant"}``: PID terms in bits (dicts), the label-free synergy bounds computed from the samples'
     pairwise marginals (``bounds``) and from the design's (``design_bounds``), accuracies per fusion method
     and seed, :func:`fusion_verdict`, and the design's largest term. Raises ``ValueError`` for the all-zero
-    state or a state not on the grid (the message lists the slider values that are).
+    state or a state not on the grid (the message lists the slider values that are). With ``snap=True`` (for
+    continuous sliders, e.g. the playground's) an off-grid state is answered by the nearest grid direction
+    (Euclidean, after scaling each to a largest weight of 1), and ``"direction"`` says which one was used.
     """
     grid = load_interaction_grid() if grid is None else grid
     d = direction(redundancy, uniqueness, synergy)
+    if snap and _key(d) not in grid["points"]:
+        options = [tuple(float(v) for v in k.split(",")) for k in grid["points"]]
+        d = min(options, key=lambda o: float(np.sum((np.asarray(o) - np.asarray(d)) ** 2)))
     point = grid["points"].get(_key(d))
     if point is None:
         raise ValueError(f"state {(redundancy, uniqueness, synergy)} is not on the precomputed grid; "
