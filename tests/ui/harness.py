@@ -433,11 +433,59 @@ def move_and_wait(page, panel, control, timeout: float = 20.0) -> ControlMove:
     except Exception as exc:  # a control that can't be moved is reported, not fatal
         return ControlMove("?", _label(control), False, f"could not move: {exc}")
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
+    limit = timeout
+    while True:
         page.wait_for_timeout(200)
         if figure_states(page, panel) != before:
             return ControlMove(kind, label, True, f"redrawn after {time.monotonic() - t0:.1f} s")
-    return ControlMove(kind, label, False, f"no change in {timeout:.0f} s")
+        if time.monotonic() - t0 >= limit:
+            if limit == timeout and page.evaluate(_JS_KERNEL_STATUS) == "busy":
+                limit = 2 * timeout  # the kernel is still working (on this change, or another): wait once more
+                continue
+            break
+    return ControlMove(kind, label, False, f"no change in {limit:.0f} s; {panel_diagnosis(page, panel)}")
+
+
+_JS_KERNEL_STATUS = """() => { const app = window.jupyterapp; const w = app && app.shell.currentWidget;
+    return w && w.sessionContext ? w.sessionContext.kernelDisplayStatus : null; }"""
+
+_JS_PANEL_DRAWN = r"""(el) => {
+  const MARKS = 'g.trace, g.hm, .heatmaplayer image, .imagelayer image, .pielayer .slice, .gl-container canvas';
+  const plots = Array.from(el.querySelectorAll('.js-plotly-plot'));
+  return plots.map(gd => {
+    const r = gd.getBoundingClientRect();
+    return {drawn: Array.isArray(gd.data) && (gd._fullData || []).some(t => t.visible !== false)
+                   && gd.querySelector(MARKS) !== null,
+            width: Math.round(r.width), height: Math.round(r.height)};
+  });
+}"""
+
+
+def panel_diagnosis(page, panel) -> str:
+    """Why a panel might not have redrawn: its figures' state on the page and the kernel's status."""
+    try:
+        figs = page.evaluate(_JS_PANEL_DRAWN, panel)
+        kernel = page.evaluate(_JS_KERNEL_STATUS)
+    except Exception as exc:
+        return f"no diagnosis ({exc})"
+    shown = ", ".join(f"{'drawn' if f['drawn'] else 'NOT drawn'} {f['width']}x{f['height']}" for f in figs)
+    return f"figures: {shown or 'none'}; kernel {kernel or 'n/a'}"
+
+
+def wait_panel_drawn(page, panel, timeout: float = 15.0) -> bool:
+    """Scroll a panel into view and wait (bounded) until each of its figures has drawn a trace."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            panel.scroll_into_view_if_needed(timeout=2000)
+        except Exception:
+            pass
+        figs = page.evaluate(_JS_PANEL_DRAWN, panel)
+        if figs and all(f["drawn"] for f in figs):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        page.wait_for_timeout(500)
 
 
 def exercise_panel(page, panel, index: int, *, max_moves: int = 3, timeout: float = 20.0,
@@ -457,8 +505,17 @@ def exercise_panel(page, panel, index: int, *, max_moves: int = 3, timeout: floa
 
     controls.sort(key=rank)
     report = PanelReport(index, len(controls), len(panel.query_selector_all(".js-plotly-plot")))
+    # a figure view may still be rendering (under load): a move made before it draws is compared against
+    # an empty state and can be missed, so wait for it first; one that never draws stays a reported problem
+    drawn = wait_panel_drawn(page, panel)
     for control in controls[:max_moves]:
         move = move_and_wait(page, panel, control, timeout)
+        if not move.changed and not drawn and wait_panel_drawn(page, panel):
+            # the figure drew only after the first move: move again once, and say so in the report
+            drawn = True
+            again = move_and_wait(page, panel, control, timeout)
+            move = ControlMove(again.kind, again.label, again.changed,
+                               f"second try, after the figure drew late ({move.detail}): {again.detail}")
         report.moves.append(move)
         if move.changed:
             break
@@ -564,17 +621,7 @@ def run_in_lab(context, server: Server, notebook_name: str, *, run_timeout: floa
     frames: list = []
     page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
     try:
-        # ?reset: a fresh workspace, so only this notebook is open (Run All acts on the tracker's notebook)
-        page.goto(f"{server.url}/lab/tree/{notebook_name}?reset", timeout=60_000)
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-        # the layout of the review: the file browser open in the left sidebar (JupyterLab's default), which
-        # leaves about 880-910 px for outputs in a 1280 px window
-        page.evaluate("""() => { const s = window.jupyterapp.shell;
-            if (s.expandLeft) s.expandLeft(); s.activateById('filebrowser'); }""")
-        try:  # Run All before the kernel is ready hung once in three (platform notes)
-            page.wait_for_function(_JS_KERNEL_IDLE, timeout=90_000, polling=250)
-        except Exception as exc:
-            raise UITimeout(f"{notebook_name}: kernel not idle after 90 s ({exc}); server log:\n{server.log_tail()}")
+        open_in_lab(page, server, notebook_name)
         report.timings["open"] = time.monotonic() - t0
         _run_all(page, notebook_name)
         deadline = time.monotonic() + run_timeout
@@ -604,13 +651,191 @@ def run_in_lab(context, server: Server, notebook_name: str, *, run_timeout: floa
             page.screenshot(path=str(path))
             report.screenshot = str(path)
     finally:
-        try:
-            page.evaluate("() => window.jupyterapp && window.jupyterapp.commands.execute('kernelmenu:shutdown')")
-            page.wait_for_timeout(500)
-        except Exception:
-            pass
+        shutdown_kernel(page)
         page.close()
     report.seconds = time.monotonic() - t0
+    return report
+
+
+def open_in_lab(page, server: Server, notebook_name: str) -> None:
+    """Open a notebook (a fresh workspace) in the review's layout and wait (bounded) until its kernel is idle."""
+    # ?reset: a fresh workspace, so only this notebook is open (Run All acts on the tracker's notebook)
+    page.goto(f"{server.url}/lab/tree/{notebook_name}?reset", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    # the layout of the review: the file browser open in the left sidebar (JupyterLab's default), which
+    # leaves about 880-910 px for outputs in a 1280 px window
+    page.evaluate("""() => { const s = window.jupyterapp.shell;
+        if (s.expandLeft) s.expandLeft(); s.activateById('filebrowser'); }""")
+    try:  # Run All before the kernel is ready hung once in three (platform notes)
+        page.wait_for_function(_JS_KERNEL_IDLE, timeout=90_000, polling=250)
+    except Exception as exc:
+        raise UITimeout(f"{notebook_name}: kernel not idle after 90 s ({exc}); server log:\n{server.log_tail()}")
+    # windowed rendering leaves off-screen cells unrendered (their figures blank): the settings turn it off;
+    # make sure they were read, or every check below the first screen would be a gamble
+    mode = page.evaluate("""() => { const c = window.jupyterapp.shell.currentWidget.content;
+        return c.notebookConfig ? c.notebookConfig.windowingMode : null; }""")
+    if mode not in (None, "none"):
+        raise RuntimeError(f"{notebook_name}: notebook windowingMode is {mode!r}, not 'none' (lab_settings not read?)")
+
+
+def shutdown_kernel(page, timeout_ms: int = 15_000) -> None:
+    """Shut down the open notebook's kernel and session and wait (bounded) for it, so no kernel of an earlier
+    test (a training thread, memory) competes with the next notebook for the machine."""
+    try:
+        page.evaluate("""async (ms) => {
+            const app = window.jupyterapp; const w = app && app.shell.currentWidget;
+            if (!w || !w.sessionContext) return;
+            await Promise.race([w.sessionContext.shutdown(), new Promise(r => setTimeout(r, ms))]);
+        }""", timeout_ms)
+    except Exception:  # the page or kernel may already be gone: nothing left to stop
+        pass
+
+
+# ---------------------------------------------------------------------- the decision surface while training
+@dataclass
+class SurfaceSample:
+    t: float            # seconds since Train was clicked
+    title: str          # the figure's title ("late on XOR: step 125, loss ...")
+    step: int | None    # the step count read from the title
+    surface: int        # a hash of the heatmap's z (the decision surface drawn)
+    button: str         # the toggle's text: "Train" or "Pause"
+    active: bool        # the toggle is pressed (training)
+
+
+@dataclass
+class SurfaceReport:
+    """What :func:`check_surface_training` saw: samples while training, and the state after a new dataset."""
+
+    name: str
+    before: SurfaceSample | None = None
+    samples: list[SurfaceSample] = field(default_factory=list)   # while the toggle was pressed
+    after_reset: list[SurfaceSample] = field(default_factory=list)  # after the dataset changed
+    errors: list[str] = field(default_factory=list)
+    kernel_errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def changes_while_training(self) -> int:
+        """Redraws seen between two samples both taken while the toggle was pressed (not the final redraw)."""
+        pairs = zip([self.before, *self.samples], self.samples)
+        return sum(1 for a, b in pairs if a is not None and a.active and b.active
+                   and (a.surface, a.title) != (b.surface, b.title))
+
+
+_JS_SURFACE_SAMPLE = r"""(el) => {
+  const gd = el.querySelector('.js-plotly-plot');
+  const b = el.querySelector('.widget-toggle-button');
+  const t = gd && gd.layout && gd.layout.title;
+  const title = t ? (typeof t === 'string' ? t : (t.text || '')) : '';
+  const z = gd && Array.isArray(gd.data) && gd.data[0] ? JSON.stringify(gd.data[0].z) : '';
+  let h = 0; for (let i = 0; i < z.length; i++) h = (Math.imul(h, 31) + z.charCodeAt(i)) | 0;
+  return {title, surface: h, button: b ? b.textContent.trim() : '',
+          active: b ? b.classList.contains('mod-active') : false};
+}"""
+
+_JS_RUN_UP_TO = """(needle) => {
+  // mark the first code cell whose source contains `needle`, then run every cell from the top down to it
+  const app = window.jupyterapp, w = app.shell.currentWidget, nb = w.content;
+  const k = nb.widgets.findIndex(c => c.model.type === 'code' && c.model.sharedModel.getSource().includes(needle));
+  if (k < 0) return -1;
+  nb.widgets[k].node.setAttribute('data-mmlearn-cell', 'target');
+  app.shell.activateById(w.id);
+  nb.activeCellIndex = 0; nb.deselectAll(); nb.extendContiguousSelectionTo(k);
+  app.commands.execute('notebook:run-cell');  // runs the selected cells; not awaited (watched below)
+  return k;
+}"""
+
+_JS_RAN_UP_TO = """(k) => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const cells = w.content.widgets.slice(0, k + 1).filter(c => c.model.type === 'code');
+  const errors = [];
+  cells.forEach(c => c.model.outputs.toJSON().forEach(o => {
+    if (o.output_type === 'error') errors.push(`${o.ename}: ${o.evalue}`.slice(0, 300)); }));
+  const done = cells.every(c => c.model.executionCount !== null)
+               && w.sessionContext.kernelDisplayStatus === 'idle';
+  return {done, errors, ran: cells.filter(c => c.model.executionCount !== null).length, cells: cells.length};
+}"""
+
+
+def _surface_sample(page, panel, t0: float) -> SurfaceSample:
+    d = page.evaluate(_JS_SURFACE_SAMPLE, panel)
+    m = re.search(r"step (\d+)", d["title"])
+    return SurfaceSample(round(time.monotonic() - t0, 2), d["title"], int(m.group(1)) if m else None,
+                         d["surface"], d["button"], d["active"])
+
+
+def check_surface_training(context, server: Server, notebook_name: str, *, needle: str = "SurfacePanel(",
+                           run_timeout: float = 240.0, train_seconds: float = 30.0, changes: int = 3,
+                           dataset: str = "and", artifacts: Path | None = None) -> SurfaceReport:
+    """The decision-surface panel in JupyterLab: the surface and its title change *while* it trains.
+
+    Runs the notebook's cells from the top down to the first one whose source contains ``needle`` (the
+    panel), clicks the Train toggle, samples the figure's heatmap (``data[0].z``) and title every ~0.3 s
+    until ``changes`` redraws were seen with the toggle pressed (or ``train_seconds`` passed), then selects
+    ``dataset`` in the panel's "data" dropdown (while it trains) and samples until the title shows step 0
+    and the toggle reads "Train" again, then 2 s more (the run must have stopped, not restarted).
+    """
+    t_start = time.monotonic()
+    report = SurfaceReport(notebook_name)
+    page = context.new_page()
+    frames: list = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
+    try:
+        open_in_lab(page, server, notebook_name)
+        k = page.evaluate(_JS_RUN_UP_TO, needle)
+        if k < 0:
+            raise RuntimeError(f"{notebook_name}: no code cell contains {needle!r}")
+        deadline = time.monotonic() + run_timeout
+        while not (state := page.evaluate(_JS_RAN_UP_TO, k))["done"] and not state["errors"]:
+            if time.monotonic() > deadline:
+                raise UITimeout(f"{notebook_name}: cells 1-{k + 1} still running after {run_timeout:.0f} s ({state})")
+            page.wait_for_timeout(500)
+        report.timings["run"] = time.monotonic() - t_start
+        report.errors = state["errors"]
+        if report.errors:
+            return report
+        panel = page.wait_for_selector("[data-mmlearn-cell=target] .jp-Cell-outputArea", timeout=30_000)
+        page.wait_for_selector("[data-mmlearn-cell=target] .widget-toggle-button", timeout=30_000)
+        if not wait_panel_drawn(page, panel, timeout=30.0):
+            report.errors.append(f"the surface figure did not draw ({panel_diagnosis(page, panel)})")
+            return report
+        t0 = time.monotonic()
+        report.before = _surface_sample(page, panel, t0)
+        panel.query_selector(".widget-toggle-button").click()
+        # sample while it trains, until enough redraws were seen with the toggle pressed
+        while time.monotonic() - t0 < train_seconds and report.changes_while_training < changes:
+            page.wait_for_timeout(300)
+            sample = _surface_sample(page, panel, t0)
+            if not sample.active and report.samples and report.samples[-1].active:
+                report.samples.append(sample)  # the run ended by itself (max_steps): nothing more to see
+                break
+            report.samples.append(sample)
+        report.timings["train"] = time.monotonic() - t0
+        if artifacts is not None:
+            artifacts.mkdir(parents=True, exist_ok=True)
+            panel.screenshot(path=str(artifacts / f"lab-{Path(notebook_name).stem}-training.png"), timeout=20_000)
+        # a new dataset: the run stops, the toggle reads "Train", a fresh model (step 0) is drawn
+        data = next((c for c in panel.query_selector_all(".widget-dropdown") if _label(c) == "data"), None)
+        if data is None:
+            report.errors.append("the panel has no dropdown labelled 'data'")
+            return report
+        t1 = time.monotonic()
+        data.query_selector("select").select_option(dataset)
+        while time.monotonic() - t1 < 30:
+            page.wait_for_timeout(300)
+            report.after_reset.append(_surface_sample(page, panel, t0))
+            last = report.after_reset[-1]
+            if last.step == 0 and last.button == "Train" and not last.active:
+                break
+        page.wait_for_timeout(2000)  # had the run gone on, the step count would have moved by now
+        report.after_reset.append(_surface_sample(page, panel, t0))
+        report.timings["reset"] = time.monotonic() - t1
+        report.kernel_errors = _collect_ws_errors(frames)
+    finally:
+        shutdown_kernel(page)
+        page.close()
+        report.seconds = time.monotonic() - t_start
     return report
 
 
@@ -631,7 +856,44 @@ def _run_all(page, notebook_name: str, attempts: int = 2) -> None:
     raise UITimeout(f"{notebook_name}: Run All started no cell within 20 s, {attempts} attempts ({state})")
 
 
+_JS_UNSETTLED = r"""() => {
+  // plotly figures with nothing drawn yet and widget views still loading; marks them for scrolling into view
+  const MARKS = 'g.trace, g.hm, .heatmaplayer image, .imagelayer image, .pielayer .slice, .gl-container canvas';
+  document.querySelectorAll('[data-mmlearn-unsettled]').forEach(e => e.removeAttribute('data-mmlearn-unsettled'));
+  const blank = Array.from(document.querySelectorAll('.js-plotly-plot')).filter(gd =>
+      !(Array.isArray(gd.data) && (gd._fullData || []).some(t => t.visible !== false) && gd.querySelector(MARKS)));
+  const loading = Array.from(document.querySelectorAll('.jp-OutputArea-output')).filter(e =>
+      !e.querySelector('.jp-OutputArea-output') && /Loading widget\.\.\./.test(e.textContent));
+  const all = blank.concat(loading);
+  all.forEach(e => e.setAttribute('data-mmlearn-unsettled', '1'));
+  return all.length;
+}"""
+
+
+def settle_outputs(page, timeout: float = 30.0) -> int:
+    """Wait (bounded) until every plotly figure has drawn a trace and no widget view says "Loading widget...",
+    scrolling each one that has not into view (a view can render late under load, or only once visible).
+
+    Returns how many are still unsettled at the end; the checks that follow report them, so a figure that
+    really is blank or undrawable (the broken fixture) is still reported, only ``timeout`` seconds later.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = page.evaluate(_JS_UNSETTLED)
+        if not left or time.monotonic() > deadline:
+            return left
+        for el in page.query_selector_all("[data-mmlearn-unsettled]")[:20]:
+            try:
+                el.scroll_into_view_if_needed(timeout=2000)
+            except Exception:
+                pass
+        page.wait_for_timeout(1000)
+
+
 def _check_page(page, report: PageReport, frames) -> None:
+    t0 = time.monotonic()
+    settle_outputs(page)
+    report.timings["settle"] = time.monotonic() - t0  # seconds waited for figures and widget views to draw
     inspect_figures(page, report)
     report.widget_errors = page.evaluate(_JS_WIDGET_ERRORS)
     report.overflowing = overflowing_figures(page)

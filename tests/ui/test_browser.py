@@ -8,6 +8,7 @@ broken notebook (tests/ui/fixtures/broken.ipynb) proves the checker sees what nb
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import harness
@@ -49,6 +50,32 @@ def test_notebook_in_jupyterlab(browser, lab, artifacts, notebook):
     assert report.figures > 0, f"{notebook} shows no figure"
     assert report.panels, f"{notebook} has no widget panel (controls + figure)"
     assert all(p.responds for p in report.panels)
+
+
+@pytest.mark.timeout(420)
+def test_surface_changes_while_training_in_jupyterlab(browser, lab, ui_tmp, artifacts):
+    """Notebook 03's decision-surface panel: Train redraws the surface as it trains; a new dataset stops it."""
+    # a copy (of the module's snapshot) under another name: its own kernel and session
+    shutil.copy(ui_tmp / "notebooks" / "03_fusion.ipynb", ui_tmp / "notebooks" / "surface-03_fusion.ipynb")
+    report = harness.check_surface_training(browser, lab, "surface-03_fusion.ipynb", artifacts=artifacts)
+    seen = [(s.t, s.step, s.button, s.surface) for s in report.samples]
+    print(f"surface: {report.seconds:.0f} s {report.timings}; before {report.before}; while training {seen}; "
+          f"after the new dataset {[(s.t, s.title, s.button) for s in report.after_reset]}")
+    assert report.errors == [] and report.kernel_errors == [], (report.errors, report.kernel_errors)
+    assert report.before is not None and report.before.button == "Train" and not report.before.active
+    # the surface and its title were redrawn at least twice while the toggle was pressed (not only at the end)
+    assert report.changes_while_training >= 2, seen
+    training = [s for s in report.samples if s.active]
+    assert training and all(s.button == "Pause" for s in training), seen
+    steps = [s.step for s in training if s.step is not None]
+    assert len(set(steps)) >= 2 and steps == sorted(steps), seen
+    assert len({s.surface for s in training}) >= 2, seen
+    # a new dataset stopped the run: the toggle reads "Train", a fresh model at step 0, and it stays there
+    after = [(s.t, s.title, s.button, s.active) for s in report.after_reset]
+    final, held = report.after_reset[-2:]
+    assert final.step == 0 and final.button == "Train" and not final.active, after
+    assert "AND" in final.title, after
+    assert (held.step, held.surface, held.button, held.active) == (0, final.surface, "Train", False), after
 
 
 @pytest.mark.timeout(600)
