@@ -34,8 +34,8 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from mmlearn.balance import default_alphas, make_imbalanced, train_balanced
-    from mmlearn.balance.experiment import train_unimodal
+    from mmlearn.experiments.balance import default_alphas, make_imbalanced, train_balanced
+    from mmlearn.experiments.balance import train_unimodal
     from mmlearn.data import to_batch
 
     print(f"python {platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
@@ -56,7 +56,7 @@ def main() -> int:
                 print(f"{method:<12}{alpha:>6g}{wall:>8.2f}{cpu:>8.2f}{ratio:>7}{r['probe']['x1'][-1]:>10.3f}"
                       f"{r['probe']['x2'][-1]:>10.3f}{r['test_acc'][-1]:>8.3f}")
 
-    from mmlearn.balance import run_balance_grid
+    from mmlearn.experiments.balance import run_balance_grid
     from mmlearn.widgets import BalancePanel
 
     grid = run_balance_grid(train, test, {"joint": [0.0], "ogm_ge": [1.0, 3.0]}, epochs=2)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from mmlearn.fusion import FUSIONS, make_fusion
-from mmlearn.fusion.experiment import DEFAULT_OPTIONS, FUSION_ORDER
+from mmlearn.experiments.fusion import DEFAULT_OPTIONS, FUSION_ORDER
 
 
 def _time_step(fusion, features, reps: int) -> float:

@@ -18,13 +18,11 @@ from mmlearn.balance import (
     UniModalTeacher,
     attribution_penalty,
     attribution_shares,
-    balance_model,
     competition_strength,
     competition_strength_from_features,
     input_gradient_penalty,
     jensen_shannon,
     linear_probe_accuracy,
-    make_imbalanced,
     min_norm_2,
     ogm_coefficients,
     pareto_combine,
@@ -33,10 +31,9 @@ from mmlearn.balance import (
     shapley_responses,
     share_penalty,
     split_logits,
-    train_balanced,
     unimodal_classifier,
 )
-from mmlearn.balance.experiment import train_unimodal
+from mmlearn.experiments.balance import balance_model, make_imbalanced, train_balanced, train_unimodal
 from mmlearn.data import Batch, to_batch
 from mmlearn.fusion import EarlyFusion, LateFusion
 from mmlearn.models import MLPEncoder, MultimodalClassifier, build_classifier

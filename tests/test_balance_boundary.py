@@ -19,16 +19,19 @@ from mmlearn.balance import (
     MMPareto,
     UniModalTeacher,
     attribution_penalty,
-    balance_model,
     competition_strength_from_features,
-    make_imbalanced,
     min_norm_2,
     ogm_coefficients,
     pareto_combine,
     probe_accuracy_from_features,
-    train_balanced,
 )
-from mmlearn.balance.experiment import run_balance_grid, train_unimodal
+from mmlearn.experiments.balance import (
+    balance_model,
+    make_imbalanced,
+    run_balance_grid,
+    train_balanced,
+    train_unimodal,
+)
 from mmlearn.balance.probes import encoder_features
 from mmlearn.data import Batch, to_batch
 from mmlearn.models import MLPEncoder

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from mmlearn.data import make_bitwise, to_batch
-from mmlearn.fusion.experiment import fusion_datasets, train_fusion
+from mmlearn.experiments.fusion import fusion_datasets, train_fusion
 from mmlearn.fusion import (
     FUSIONS,
     CrossAttentionFusion,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmlearn.data import add_noise, make_latent_views, modality_stats, to_batch
-from mmlearn.fusion.experiment import compare_fusions, fusion_datasets, runs_table, train_fusion
+from mmlearn.experiments.fusion import compare_fusions, fusion_datasets, runs_table, train_fusion
 from mmlearn.train import evaluate
 from mmlearn.viz import (
     fusion_comparison_figure,

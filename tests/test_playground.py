@@ -5,24 +5,24 @@ import numpy as np
 import pytest
 import torch
 
-from mmlearn.data import Batch, add_noise, drop_modalities, make_latent_views, to_batch
+from mmlearn.data import make_latent_views, to_batch
 from mmlearn.fusion import FUSIONS
 from mmlearn.models import build_classifier
 from mmlearn.train import predict, subset_accuracies
+from mmlearn.robustness import encoded_accuracy, encoded_curve, encoded_logits, setting_accuracy, setting_batch
 from mmlearn.viz import playground_figure, robustness_levels
 from mmlearn.viz.playground import curve_trace_index, marker_trace_index
 from mmlearn.widgets import PlaygroundPanel
 from mmlearn.widgets.playground import (
     AV_DIGITS,
     FAST_OPTIONS,
-    FeatureBank,
-    corrupted_accuracy,
-    corrupted_logits,
+    ATTACK_ROWS,
+    accuracy_now,
+    encode,
     make_playground_data,
     playground_result,
-    robustness_curve,
     torch_threads,
-    train_fusion,
+    train_model,
 )
 
 SMALL = dict(epochs=6)  # panel training in tests: enough to be well above chance on redundant data
@@ -69,27 +69,28 @@ def test_cached_route_equals_corrupting_inputs_and_running_the_model(data, metho
     """Features cached per (modality, noise level) + missing applied to features == the whole model on
     corrupted inputs, for every registered fusion (untrained weights: the identity holds for any weights)."""
     model = build_classifier(data.shapes, 2, method, seed=1, **FAST_OPTIONS.get(method, {}))
-    bank = FeatureBank(model, data, seed=3)
+    bank = encode(model, data, seed=3)
     with torch_threads(1):
         _check_routes(model, bank, data)
 
 
 def _check_routes(model, bank, data):
     noise, missing = {"x1": 0.3, "x2": 0.7}, {"x1": 0.4, "x2": 0.5}
-    inputs = add_noise(data.test.inputs, noise, seed=3, stats=data.stats)
-    inputs, present = drop_modalities(inputs, missing, seed=3)
-    expected = predict(model, Batch(inputs, data.test.y, present))
-    torch.testing.assert_close(corrupted_logits(model, bank, noise, missing, seed=3), expected, rtol=1e-5, atol=1e-6)
+    # the plain route: mmlearn.robustness.setting_batch (missing, then noise on the inputs), the whole model
+    expected = predict(model, setting_batch(None, data.test, noise, missing, seed=3, stats=data.stats))
+    torch.testing.assert_close(encoded_logits(bank, noise, missing), expected, rtol=1e-5, atol=1e-6)
     # and with nothing missing (no presence mask at all)
-    clean = predict(model, Batch(add_noise(data.test.inputs, noise, seed=3, stats=data.stats), data.test.y))
-    torch.testing.assert_close(corrupted_logits(model, bank, noise, seed=3), clean, rtol=1e-5, atol=1e-6)
+    clean = predict(model, setting_batch(None, data.test, noise, seed=3, stats=data.stats))
+    torch.testing.assert_close(encoded_logits(bank, noise), clean, rtol=1e-5, atol=1e-6)
+    assert encoded_accuracy(bank, noise, missing) == pytest.approx(
+        setting_accuracy(model, data.test, noise, missing, seed=3, stats=data.stats))
 
 
 def test_feature_bank_encodes_each_modality_and_level_once(data):
     model = build_classifier(data.shapes, 2, "concat", seed=0)
     calls = []
     model.encoders["x1"].register_forward_hook(lambda mod, inp, out: calls.append(1))
-    bank = FeatureBank(model, data)
+    bank = encode(model, data)
     first = bank.features("x1", 0.3)
     assert bank.features("x1", 0.30000000001) is first and len(calls) == 1
     bank.warm(robustness_levels(0.5))  # 0, 0.5, 1 for both modalities: three new x1 encodings
@@ -100,29 +101,29 @@ def test_feature_bank_encodes_each_modality_and_level_once(data):
 
 @pytest.fixture(scope="module")
 def trained(data):
-    model = train_fusion(data, "concat", epochs=8)
-    return model, FeatureBank(model, data)
+    model = train_model(data, "concat", epochs=8)
+    return model, encode(model, data)
 
 
 def test_full_missing_rate_equals_the_other_modality_alone(data, trained):
     """Missing rate 1 on x2 (0 on x1): every sample keeps only x1, as in subset_accuracies' 'x1'."""
     model, bank = trained
     alone = subset_accuracies(model, data.test)["x1"]
-    assert corrupted_accuracy(model, bank, missing={"x2": 1.0}) == pytest.approx(alone)
-    assert corrupted_accuracy(model, bank) == pytest.approx(subset_accuracies(model, data.test)["x1+x2"])
+    assert encoded_accuracy(bank, missing={"x2": 1.0}) == pytest.approx(alone)
+    assert encoded_accuracy(bank) == pytest.approx(subset_accuracies(model, data.test)["x1+x2"])
 
 
 def test_robustness_curve_points(data, trained):
     model, bank = trained
     levels = robustness_levels(0.25)
     np.testing.assert_allclose(levels, [0, 0.25, 0.5, 0.75, 1.0])
-    curve = robustness_curve(model, bank, "noise", "x1", levels, noise={"x2": 0.5}, missing={"x1": 0.2})
+    curve = encoded_curve(bank, "level", "x1", levels, {"x2": 0.5}, {"x1": 0.2})
     for level, acc in zip(levels, curve):
-        assert acc == pytest.approx(corrupted_accuracy(model, bank, {"x1": level, "x2": 0.5}, {"x1": 0.2}))
-    with pytest.raises(ValueError, match="kind must be"):
-        robustness_curve(model, bank, "blur", "x1", levels)
-    with pytest.raises(ValueError, match=r"noise of 'x1' must be in \[0, 1\], got 1.5"):
-        corrupted_accuracy(model, bank, noise={"x1": 1.5})
+        assert acc == pytest.approx(accuracy_now(model, data, {"x1": level, "x2": 0.5}, {"x1": 0.2}))
+    with pytest.raises(ValueError, match="what must be"):
+        encoded_curve(bank, "blur", "x1", levels)
+    with pytest.raises(ValueError, match="x1"):
+        encoded_accuracy(bank, {"x1": 1.5})
 
 
 def test_playground_result_shape_and_empty_selection(data, trained):
@@ -177,23 +178,23 @@ def test_tensor_fusion_learns_synergy_late_fusion_cannot():
     """The label is sign(u_a * u_b): a sum of per-modality predictions can't represent it (the notebook's
     learning outcome)."""
     xor = make_playground_data(redundancy=0.0, uniqueness=0.0, synergy=1.0, n=1200)
-    acc = {m: corrupted_accuracy(model, FeatureBank(model, xor))
-           for m in ("late", "tensor") for model in [train_fusion(xor, m)]}
+    acc = {m: encoded_accuracy(encode(model, xor))
+           for m in ("late", "tensor") for model in [train_model(xor, m)]}
     assert acc["tensor"] > acc["late"] + 0.15, acc
     assert acc["late"] < xor.chance + 0.12, acc
 
 
 def test_modality_dropout_makes_a_model_cope_with_a_missing_view():
     redundant = make_playground_data(redundancy=1.0, uniqueness=0.0, synergy=0.0, n=800)
-    plain = train_fusion(redundant, "gated")
-    robust = train_fusion(redundant, "gated", modality_dropout=0.3)
+    plain = train_model(redundant, "gated")
+    robust = train_model(redundant, "gated", modality_dropout=0.3)
     lost = {"x1": 1.0}
-    assert (corrupted_accuracy(robust, FeatureBank(robust, redundant), missing=lost)
-            > corrupted_accuracy(plain, FeatureBank(plain, redundant), missing=lost) + 0.05)
-    with pytest.raises(ValueError, match="unknown fusion method 'sum'"):
-        train_fusion(redundant, "sum")
+    assert (encoded_accuracy(encode(robust, redundant), missing=lost)
+            > encoded_accuracy(encode(plain, redundant), missing=lost) + 0.05)
+    with pytest.raises(ValueError, match="unknown fusion 'sum'"):
+        train_model(redundant, "sum")
     with pytest.raises(ValueError, match="modality_dropout"):
-        train_fusion(redundant, "late", modality_dropout=1.0)
+        train_model(redundant, "late", modality_dropout=1.0)
 
 
 # ------------------------------------------------------------------------------------------ figure builder
@@ -226,14 +227,15 @@ def test_panel_noise_control_moves_bars_marker_and_curve(panel):
     model, bank = panel.trained(panel.state())["late"]
     panel.controls["noise_0"].value = 0.6
     assert panel.error is None
-    expected = corrupted_accuracy(model, bank, {"x1": 0.6, "x2": 0.0})
+    data = panel.data(panel.state())
+    expected = accuracy_now(model, data, {"x1": 0.6, "x2": 0.0})  # mmlearn.robustness.setting_accuracy
     assert fig.data[1].y[1] == pytest.approx(expected)
     assert list(fig.data[marker_trace_index("late", methods)].x) == [pytest.approx(0.6)]
     assert fig.data[marker_trace_index("late", methods)].y[0] == pytest.approx(expected)
     np.testing.assert_allclose(fig.data[curve_trace_index("late", methods)].y,
-                               robustness_curve(model, bank, "noise", "x1", panel.levels))
+                               [accuracy_now(model, data, {"x1": v}) for v in panel.levels], rtol=1e-6)
     # the clean bars do not move with corruption
-    assert fig.data[0].y[1] == pytest.approx(corrupted_accuracy(model, bank))
+    assert fig.data[0].y[1] == pytest.approx(accuracy_now(model, data))
     panel.controls["noise_0"].value = 0.0
 
 
@@ -279,20 +281,46 @@ def test_panel_new_data_retrains_and_changes_the_title(panel):
     assert panel.trainings == before + 2
 
 
-def test_decomposition_hook_adds_a_third_plot():
-    calls = []
+def test_interaction_meter_follows_the_sliders_from_the_grid(panel):
+    from mmlearn.widgets.interactions import interaction_summary
 
-    def fake_pid(train):  # stands in for mmlearn.interactions (not written yet)
-        calls.append(train.size)
-        return {"redundancy": 0.4, "unique x1": 0.1, "unique x2": 0.0, "synergy": float(train.size) / 1000}
+    state = panel.state()
+    want = interaction_summary(state["redundancy"], state["uniqueness"], state["synergy"])
+    assert panel.meter_summary == want
+    assert list(panel.meter.data[0].y) == pytest.approx([want["design"][t] for t in
+                                                         ("redundancy", "unique1", "unique2", "synergy")])
+    panel.controls["synergy"].value = 1.0
+    want = interaction_summary(state["redundancy"], state["uniqueness"], 1.0)
+    assert panel.meter_summary == want and want["design"]["synergy"] > 0
+    assert panel.meter.layout.title.text.startswith("redundancy 1, uniqueness 0.5, synergy 1")
+    assert panel.meter.layout.width <= 860
+    panel.controls["synergy"].value = 0.0
 
-    p = PlaygroundPanel(methods=("late",), n=400, training=dict(epochs=2), decomposition=fake_pid)
-    bars = p.figure.data[-1]
-    assert list(bars.x) == ["redundancy", "unique x1", "unique x2", "synergy"]
-    assert list(bars.y) == [0.4, 0.1, 0.0, 0.3] and calls == [300]
-    assert p.figure.layout.annotations[2].text == "information in the data"
-    p.controls["noise_1"].value = 0.5  # evaluation only: no new decomposition
-    assert calls == [300]
+
+def test_attack_sliders_move_now_on_a_subset_and_equal_the_robustness_function(panel):
+    data = panel.data(panel.state())
+    model, _ = panel.trained(panel.state())["late"]
+    panel.controls["attack_0"].value = 0.3
+    assert panel.error is None and panel.last_result["attacked"]
+    subset = data.test.index(slice(0, ATTACK_ROWS))
+    want = setting_accuracy(model, subset, None, None, {"x1": 0.3}, stats=data.stats)
+    assert panel.figure.data[1].y[1] == pytest.approx(want)
+    assert want == accuracy_now(model, data, attack={"x1": 0.3})
+    assert "FGSM" in panel.figure.layout.title.text
+    assert want < panel.figure.data[0].y[1]  # the attack hurts
+    panel.controls["attack_0"].value = 0.0
+    assert not panel.last_result["attacked"]
+
+
+def test_decision_surface_tab_reuses_the_surface_panel(panel):
+    from mmlearn.widgets.surface import SurfacePanel
+
+    assert panel.surface is None  # built on first opening
+    panel.tabs.selected_index = 1
+    assert isinstance(panel.surface, SurfacePanel) and panel.tabs.children[1] is panel.surface.view
+    assert panel.surface.controls["fusion"].value == "concat"  # the first ticked method
+    panel.surface.train_steps(5)
+    panel.tabs.selected_index = 0
 
 
 def test_panel_switches_to_av_digits():
@@ -327,7 +355,7 @@ def test_removed_reference_is_the_accuracy_with_the_modality_absent(data, traine
     trained_ = {"concat": (model, bank)}
     r = playground_result(trained_, {"x1": 0.3, "x2": 0.2}, {"x2": 0.1}, ("noise", 0), [0.0, 0.5, 1.0])
     assert r["removed_label"] == "x1 removed"
-    want = corrupted_accuracy(model, bank, {"x2": 0.2}, {"x1": 1.0, "x2": 0.1})
+    want = accuracy_now(model, data, {"x2": 0.2}, {"x1": 1.0, "x2": 0.1})
     assert r["removed"]["concat"] == pytest.approx(want)
     # on the missing curve of x1, the removed line is the curve's right end
     r = playground_result(trained_, None, None, ("missing", 0), [0.0, 0.5, 1.0])
@@ -349,13 +377,13 @@ def test_panel_dims_the_figure_while_it_trains(panel, monkeypatch):
     import mmlearn.widgets.playground as pg
 
     seen = []
-    real = pg.train_fusion
+    real = pg.train_model
 
     def spy(*args, **kwargs):
         seen.append((panel.figure.data[0].opacity, panel.figure.layout.title.text))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pg, "train_fusion", spy)
+    monkeypatch.setattr(pg, "train_model", spy)
     panel.controls["use_low_rank"].value = True
     assert seen and seen[0][0] == pytest.approx(0.25) and seen[0][1].startswith("training low_rank")
     assert panel.figure.data[0].opacity == 1.0 and not panel.figure.layout.title.text.startswith("training")

@@ -225,7 +225,7 @@ def test_fit_on_the_given_device(data):
 @pytest.mark.parametrize("lr", [1e2, 1e4, 1e8])
 def test_a_diverging_run_is_reported_as_divergence_not_as_bad_data(lr):
     """Huge steps can make features inf before the loss is; fit must still call it divergence."""
-    from mmlearn.balance.experiment import balance_model
+    from mmlearn.experiments.balance import balance_model
     from mmlearn.data import make_latent_views, to_batch
 
     train = to_batch(make_latent_views(n=256, seed=0))

@@ -13,11 +13,22 @@
 - adversarial (Eq. 11): :func:`fgsm`, :func:`pgd`, :func:`adversarial_training_transform`,
   :func:`adversarial_loss_term`;
 - :func:`robustness_sweep`: accuracy of several models over levels, as a tidy table
-  (:func:`corrupted_accuracy` says how each point is computed).
+  (:func:`corrupted_accuracy` says how each point is computed);
+- one combined setting (missing rates, then a corruption level per modality, then an attack):
+  :func:`setting_batch` / :func:`setting_accuracy`; the same numbers from cached encoder features, for panels:
+  :class:`EncodedData`, :func:`encoded_accuracy`, :func:`encoded_curve`.
 """
 
 from .adapter import ScaleShiftAdapter
 from .adversarial import adversarial_loss_term, adversarial_training_transform, attack, fgsm, pgd
+from .encoded import (
+    EncodedData,
+    encoded_accuracy,
+    encoded_curve,
+    encoded_logits,
+    setting_accuracy,
+    setting_batch,
+)
 from .corruptions import (
     CORRUPTIONS,
     background_noise,
@@ -47,6 +58,12 @@ from .missing import (
 from .sweep import corrupted_accuracy, robustness_sweep, sweep_kinds
 
 __all__ = [
+    "EncodedData",
+    "encoded_accuracy",
+    "encoded_curve",
+    "encoded_logits",
+    "setting_accuracy",
+    "setting_batch",
     "CORRUPTIONS",
     "FILL_METHODS",
     "LearnedMissingEmbedding",

@@ -8,7 +8,7 @@ from .efficiency import BudgetPanel, budget_controls_disabled, budget_selection,
 from .fusion import FusionPanel, evaluate_fusions, fusion_weights
 from .interactions import InteractionMeter, interaction_summary
 from .modality import ModalityPanel, corrupt_batch, evaluate_condition
-from .playground import PlaygroundPanel, corrupted_accuracy, make_playground_data, train_fusion
+from .playground import PlaygroundPanel, accuracy_now, make_playground_data, train_model
 from .representation import RepresentationPanel, fit_projection, infer_and_generate
 from .robustness import (
     AdapterRouter,
@@ -64,7 +64,7 @@ __all__ = [
     "additivity_residual",
     "balance_lookup",
     "corrupt_batch",
-    "corrupted_accuracy",
+    "accuracy_now",
     "decision_surface",
     "evaluate_condition",
     "evaluate_fusions",
@@ -79,6 +79,6 @@ __all__ = [
     "summarize_alignment",
     "surface_grid",
     "surface_model",
-    "train_fusion",
+    "train_model",
     "unimodal_curves",
 ]

@@ -3,7 +3,7 @@
 Layer 1 is :func:`fusion_weights` and :func:`evaluate_fusions` (pure, no
 widgets); layer 2 is :func:`mmlearn.viz.fusion_panel_figure`; layer 3 is
 :class:`FusionPanel`. All models are trained once beforehand (e.g. with
-:func:`mmlearn.fusion.experiment.compare_fusions`); moving a control evaluates them
+:func:`mmlearn.experiments.fusion.compare_fusions`); moving a control evaluates them
 on a fixed test batch, cached per modality/noise condition.
 """
 

@@ -3,29 +3,31 @@
 Three layers (DESIGN.md):
 
 1. pure functions, no widgets: :func:`make_playground_data` (AV-Digits, or synthetic views with chosen
-   redundancy, uniqueness and synergy), :func:`train_fusion` (one model per method, seeded),
-   :class:`FeatureBank` + :func:`corrupted_accuracy` + :func:`robustness_curve` (evaluation under noise and
-   missing inputs) and :func:`playground_result` (everything the figure shows, for one setting);
-2. :func:`mmlearn.viz.playground_figure`;
+   redundancy, uniqueness and synergy), :func:`train_model` (one model per method, seeded, by
+   :func:`mmlearn.experiments.train_fusion`),
+   :func:`encode` + :func:`playground_result` (everything the figure shows, for one setting). How accuracy
+   under noise, missing inputs and attacks is computed is :mod:`mmlearn.robustness`'s, not the panel's:
+   :func:`mmlearn.robustness.setting_accuracy` (the plain route, :func:`accuracy_now` here) and its cached
+   twin :func:`mmlearn.robustness.encoded_accuracy` / :func:`~mmlearn.robustness.encoded_curve`;
+2. :func:`mmlearn.viz.playground_figure`; the interaction meter's
+   :func:`mmlearn.viz.interaction_meter_figure`; the decision surface's own panel;
 3. :class:`PlaygroundPanel`, one :class:`~mmlearn.widgets.Panel` whose controls come in two kinds:
 
    - *training* controls (dataset, its redundancy/uniqueness/synergy, which methods, modality dropout):
      a new combination trains the missing models once, with a progress bar, and caches them;
-   - *evaluation* controls (noise and missing rate per modality, which curve to draw): only evaluate.
+   - *evaluation* controls (noise, missing rate and FGSM attack strength per modality, which curve to draw):
+     only evaluate.
 
-Why evaluation is fast: noise on modality ``m`` changes only encoder ``m``'s input, and
-:func:`mmlearn.data.add_noise` draws each modality's noise from its own seeded stream. So the encoder
-features of the test set under noise level ``l`` on ``m`` are computed once per ``(m, l)`` and kept
-(:class:`FeatureBank`); a control change only runs fusion + head on cached features. Missing inputs are
-applied to the features with :func:`mmlearn.data.drop_modalities`: every fusion zero-fills absent rows
-itself (``Fusion.check``), so encoding a zero-filled input first would give the same output.
-:func:`corrupted_accuracy` is tested against the plain route (corrupt the inputs, run the whole model).
+Why evaluation is fast: noise on modality ``m`` changes only encoder ``m``'s input, so the test set's encoder
+features are computed once per ``(m, level)`` after training (:class:`mmlearn.robustness.EncodedData`) and a
+control change only runs fusion + head. DEQ fusion's fixed-point solves along a curve start from the previous
+level's solution (:func:`mmlearn.fusion.deq.solver_warm_start`). An attack needs the model's input gradient, so
+it runs on the first :data:`ATTACK_ROWS` test rows.
 
-The information decomposition of the data (survey Sec. IX, Eq. 8) belongs to the interactions module,
-which does not exist yet. The hook is ready: pass ``decomposition=fn`` where ``fn(train: Batch) ->
-{"redundancy": r, "unique <m1>": u1, "unique <m2>": u2, "synergy": s}`` (bits), and the panel adds a third
-plot, recomputed when the data changes. :func:`default_decomposition` returns such a function once
-``mmlearn.interactions`` provides ``pid_decomposition(train)``, and ``None`` until then.
+Beside the interaction sliders, the interaction meter (:func:`mmlearn.widgets.interactions.interaction_summary`,
+a precomputed grid) shows what the sliders mean: the design's decomposition, the PID estimated from samples,
+the label-free synergy bounds and which fusion wins. A second tab shows the live decision surface of a 2-D
+dataset (:class:`mmlearn.widgets.surface.SurfacePanel`), started with the first ticked method.
 """
 
 from __future__ import annotations
@@ -36,21 +38,22 @@ from dataclasses import dataclass, field
 
 import ipywidgets as W
 import numpy as np
+import plotly.graph_objects as go
 import torch
 from torch import Tensor
 
 from ..data import (
     Batch,
-    add_noise,
-    drop_modalities,
     load_av_digits,
     make_latent_views,
     modality_stats,
     to_batch,
 )
 from ..fusion import FUSIONS
-from ..models import build_classifier
-from ..train import fit
+from ..fusion.deq import solver_warm_start
+from ..robustness import EncodedData, encoded_accuracy, encoded_curve, setting_accuracy
+from ..experiments.fusion import train_fusion as run_fusion
+from ..viz.interactions import interaction_meter_figure, meter_title, meter_trace_updates
 from ..viz.playground import (
     chance_name,
     curve_trace_index,
@@ -63,6 +66,9 @@ from ..viz.playground import (
     set_busy,
 )
 from .base import Panel
+from .interactions import interaction_summary
+from .surface import SurfacePanel
+from .surface import fusion_names as surface_fusions
 
 SYNTHETIC, AV_DIGITS = "synthetic", "AV-Digits"
 DATASETS = (SYNTHETIC, AV_DIGITS)
@@ -79,7 +85,12 @@ SLOW_TO_EVALUATE = {"deq": "a fixed-point solve per evaluation, about 0.5 s per 
                     "cross_attention": "attention over modality tokens, about 0.1 s per redraw"}
 #: drop probability per modality when "train with modality dropout" is on
 DROPOUT_RATE = 0.3
+#: the noise the playground blends in: :func:`mmlearn.robustness.corrupt`'s Gaussian blend
+#: ``x' = (1 - l) x + l (mu + sigma eps)`` with the training set's statistics
+NOISE_KIND = "gaussian_noise"
 DEFAULT_METHODS = ("late", "concat", "tensor")
+#: the FGSM strength slider: epsilon per modality, in the modality's own units
+ATTACK_MAX, ATTACK_STEP = 0.5, 0.05
 
 
 
@@ -169,74 +180,43 @@ def make_playground_data(
 
 
 # ------------------------------------------------------------------------------------------- layer 1: training
-def train_fusion(
-    data: PlaygroundData,
-    method: str,
-    *,
-    modality_dropout: float = 0.0,
-    seed: int = 0,
-    on_epoch_end: Callable | None = None,
-    **training,
-) -> torch.nn.Module:
-    """A classifier with the default encoders and fusion ``method``, trained on ``data.train``.
-
-    ``modality_dropout``: drop each modality of each training sample with this probability (zero-filled,
-    marked absent; seeded by the step), which teaches the model to cope with missing inputs.
-    ``training`` overrides :data:`TRAINING` (``epochs``, ``batch_size``, ``lr``).
-    """
-    if method not in FUSIONS:
-        raise ValueError(f"unknown fusion method {method!r}; available: {sorted(FUSIONS)}")
-    if not 0 <= modality_dropout < 1:
-        raise ValueError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
+def train_model(data: PlaygroundData, method: str, *, modality_dropout: float = 0.0, seed: int = 0,
+                 on_epoch_end: Callable | None = None, **training) -> torch.nn.Module:
+    """The playground's model for ``method``: :func:`mmlearn.experiments.train_fusion` (the course's one
+    fusion trainer) with the default encoders (a small CNN for images), the playground's quick settings
+    (:data:`TRAINING`, overridden by ``training``) and :data:`FAST_OPTIONS`, on one thread."""
     settings = {**TRAINING.get(data.name, TRAINING[SYNTHETIC]), **training}
-    model = build_classifier(data.shapes, data.n_classes, method, seed=seed, **FAST_OPTIONS.get(method, {}))
-
-    transform = None
-    if modality_dropout > 0:
-        def transform(batch: Batch, step: int) -> Batch:
-            inputs, present = drop_modalities(batch.inputs, modality_dropout, seed=seed * 100_003 + step,
-                                              present=batch.present)
-            return Batch(inputs, batch.y, present)
-
     with torch_threads(1):
-        fit(model, data.train, epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
-            seed=seed, progress=False, train_transform=transform, on_epoch_end=on_epoch_end)
-    model.eval()
-    return model
+        run = run_fusion(method, data.train, None, n_classes=data.n_classes, encoders="default",
+                         options=FAST_OPTIONS, modality_dropout=modality_dropout, seed=seed,
+                         on_epoch_end=on_epoch_end, dataset=data.name, **settings)
+    return run.model
 
 
 # ------------------------------------------------------------------------------------------- layer 1: evaluation
-class FeatureBank:
-    """Encoder features of one model on the test set, per modality and noise level, computed once each.
-
-    ``bank.features(m, level)`` is ``model.encoders[m]`` applied to modality ``m`` of
-    ``add_noise(test.inputs, {m: level}, seed=seed, stats=stats)``: exactly what the whole model computes
-    for ``m`` whatever the noise on the other modalities (each modality has its own noise stream).
-    """
-
-    def __init__(self, model: torch.nn.Module, data: PlaygroundData, *, seed: int = 0):
-        self.model, self.data, self.seed = model, data, seed
-        self._cache: dict[tuple[str, float], Tensor] = {}
-
-    @torch.no_grad()
-    def features(self, modality: str, level: float) -> Tensor:
-        key = (modality, round(float(level), 6))
-        if key not in self._cache:
-            if modality not in self.data.modalities:
-                raise ValueError(f"unknown modality {modality!r}; expected one of {self.data.modalities}")
-            noisy = add_noise(self.data.test.inputs, {modality: key[1]}, seed=self.seed, stats=self.data.stats)
-            self.model.eval()
-            self._cache[key] = self.model.encoders[modality](noisy[modality])
-        return self._cache[key]
-
-    def warm(self, levels: Sequence[float]) -> None:
-        """Compute every modality at every level now (after training), so controls only look up."""
-        for m in self.data.modalities:
-            for level in levels:
-                self.features(m, level)
+#: rows of the test set an attack is scored on (an attack needs the whole model's input gradient, so it cannot
+#: reuse cached encoder features; 200 rows keep a redraw quick)
+ATTACK_ROWS = 200
 
 
-def _levels(values: Mapping[str, float] | float | None, names: Sequence[str], what: str) -> dict[str, float]:
+def encode(model: torch.nn.Module, data: PlaygroundData, *, seed: int = 0) -> EncodedData:
+    """The test set's encoder features for ``model`` under the course's noise (Gaussian blend with the training
+    set's statistics), cached per modality and level: :class:`mmlearn.robustness.EncodedData`."""
+    return EncodedData(model, data.test, kind=NOISE_KIND, seed=seed, stats=data.stats)
+
+
+def accuracy_now(model: torch.nn.Module, data: PlaygroundData, noise=None, missing=None, attack=None, *,
+                 seed: int = 0) -> float:
+    """The plain route to one setting's accuracy: :func:`mmlearn.robustness.setting_accuracy` on the test set
+    (on its first :data:`ATTACK_ROWS` rows when an attack is on). What the panel shows, without its caches."""
+    test = data.test
+    if attack is not None and any(float(v) > 0 for v in (attack.values() if isinstance(attack, Mapping) else [attack])):
+        test = test.index(slice(0, ATTACK_ROWS))
+    return setting_accuracy(model, test, noise, missing, attack, kind=NOISE_KIND, seed=seed, stats=data.stats)
+
+
+def _levels(values: Mapping[str, float] | float | None, names: Sequence[str], what: str,
+            high: float = 1.0) -> dict[str, float]:
     if values is None:
         return {m: 0.0 for m in names}
     if isinstance(values, (int, float)):
@@ -244,60 +224,23 @@ def _levels(values: Mapping[str, float] | float | None, names: Sequence[str], wh
     for m, v in values.items():
         if m not in names:
             raise ValueError(f"{what}: unknown modality {m!r}; expected one of {list(names)}")
-        if not 0.0 <= float(v) <= 1.0:
-            raise ValueError(f"{what} of {m!r} must be in [0, 1], got {v}")
+        if not 0.0 <= float(v) <= high:
+            raise ValueError(f"{what} of {m!r} must be in [0, {high:g}], got {v}")
     return {m: float(values.get(m, 0.0)) for m in names}
-
-
-@torch.no_grad()
-def corrupted_logits(model: torch.nn.Module, bank: FeatureBank, noise=None, missing=None, *, seed: int = 0) -> Tensor:
-    """Logits ``(B, C)`` of ``model`` on the test set with ``noise[m]`` blended into each modality (see
-    :func:`mmlearn.data.add_noise`) and each modality of each sample missing with probability
-    ``missing[m]`` (:func:`mmlearn.data.drop_modalities`, seeded, ``keep_one``: a sample never loses every
-    modality). Equal to corrupting the inputs and running the whole model, but reuses cached features.
-    """
-    names = bank.data.modalities
-    noise, missing = _levels(noise, names, "noise"), _levels(missing, names, "missing rate")
-    features = {m: bank.features(m, noise[m]) for m in names}  # (B, d_m) each
-    present = None
-    if any(missing.values()):
-        # absent rows are zeroed here; Fusion.check would zero them anyway, as after encoding a zero input
-        features, present = drop_modalities(features, missing, seed=seed)
-    model.eval()
-    return model.head(model.fusion(features, present))  # (B, C)
-
-
-def corrupted_accuracy(model: torch.nn.Module, bank: FeatureBank, noise=None, missing=None, *,
-                       seed: int = 0) -> float:
-    """Test accuracy under noise and missing inputs (see :func:`corrupted_logits`)."""
-    logits = corrupted_logits(model, bank, noise, missing, seed=seed)
-    return float((logits.argmax(dim=1) == bank.data.test.y).float().mean())
-
-
-def robustness_curve(model, bank: FeatureBank, kind: str, modality: str, levels: Sequence[float], noise=None,
-                     missing=None, *, seed: int = 0) -> np.ndarray:
-    """Accuracy at each of ``levels`` of ``kind`` (``"noise"`` or ``"missing"``) on ``modality``, every other
-    setting as given: one curve of the robustness plot."""
-    if kind not in ("noise", "missing"):
-        raise ValueError(f"kind must be 'noise' or 'missing', got {kind!r}")
-    names = bank.data.modalities
-    noise, missing = _levels(noise, names, "noise"), _levels(missing, names, "missing rate")
-    if modality not in names:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {names}")
-    out = []
-    for level in levels:
-        n, mi = dict(noise), dict(missing)
-        (n if kind == "noise" else mi)[modality] = float(level)
-        out.append(corrupted_accuracy(model, bank, n, mi, seed=seed))
-    return np.asarray(out)
 
 
 def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], missing: Mapping[str, float],
                       curve: tuple[str, int], levels: Sequence[float], *, seed: int = 0,
-                      memo: dict | None = None) -> dict:
+                      memo: dict | None = None, attack: Mapping[str, float] | None = None,
+                      attack_data: Batch | None = None) -> dict:
     """Everything the figure shows for one setting.
 
-    ``trained``: ``{method: (model, bank)}`` for the selected methods; ``curve``: ``(kind, modality index)``.
+    ``trained``: ``{method: (model, encoded)}`` for the selected methods (``encoded``: the test set's
+    :class:`mmlearn.robustness.EncodedData`); ``curve``: ``(kind, modality index)``. Every accuracy is
+    :func:`mmlearn.robustness.encoded_accuracy` / :func:`~mmlearn.robustness.encoded_curve` (equal to
+    :func:`mmlearn.robustness.setting_accuracy`). ``attack``: FGSM epsilon per modality; when one is > 0,
+    ``now`` is :func:`mmlearn.robustness.setting_accuracy` with that attack after the noise and missing inputs,
+    on ``attack_data`` (a subset of the test rows), and ``attacked`` is True.
     Returns ``clean``/``now`` (accuracy per method), ``curves`` (per method, over ``levels``),
     ``current_level`` (the curve's x for the current setting), ``curve_label``, ``removed`` (per method,
     the accuracy with the curve's modality marked absent in every sample, every other setting as given:
@@ -312,11 +255,15 @@ def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], 
         raise ValueError("No fusion method selected: tick at least one method.")
     memo = {} if memo is None else memo
     kind, index = curve
-    names = next(iter(trained.values()))[1].data.modalities
+    first = next(iter(trained.values()))[1]
+    names = first.modalities
     modality = names[index]
     noise, missing = _levels(noise, names, "noise"), _levels(missing, names, "missing rate")
+    attack = _levels(attack, names, "attack epsilon", high=float("inf"))
+    attacked = any(v > 0 for v in attack.values())
     current = (noise if kind == "noise" else missing)[modality]
     on_grid = [j for j, level in enumerate(levels) if abs(float(level) - current) < 1e-9]
+    what = "level" if kind == "noise" else "missing"
     # the settings a curve depends on: everything but its own variable
     others = (tuple((m, v) for m, v in noise.items() if not (kind == "noise" and m == modality)),
               tuple((m, v) for m, v in missing.items() if not (kind == "missing" and m == modality)))
@@ -326,37 +273,33 @@ def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], 
     others_missing = any(v > 0 for m, v in missing.items() if m != modality)
     gone = (tuple((m, v) for m, v in noise.items() if m != modality or others_missing),
             tuple((m, v) for m, v in missing.items() if m != modality))
-    for method, (model, bank) in trained.items():
-        key = (id(bank), "removed", modality, gone)
-        if key not in memo:
-            memo[key] = corrupted_accuracy(model, bank, noise, {**missing, modality: 1.0}, seed=seed)
-        removed[method] = memo[key]
-        key = (id(bank), "clean")
-        if key not in memo:
-            memo[key] = corrupted_accuracy(model, bank, seed=seed)
-        clean[method] = memo[key]
-        key = (id(bank), kind, modality, tuple(float(v) for v in levels), others)
-        if key not in memo:
-            memo[key] = robustness_curve(model, bank, kind, modality, levels, noise, missing, seed=seed)
-        curves[method] = memo[key]
-        if on_grid:  # the marker is a point of the curve
-            now[method] = float(curves[method][on_grid[0]])
-        else:
-            now[method] = corrupted_accuracy(model, bank, noise, missing, seed=seed)
+    with solver_warm_start():  # DEQ: each solve along a curve starts from the previous level's fixed point
+        for method, (model, enc) in trained.items():
+            key = (id(enc), "removed", modality, gone)
+            if key not in memo:
+                memo[key] = encoded_accuracy(enc, noise, {**missing, modality: 1.0})
+            removed[method] = memo[key]
+            key = (id(enc), "clean")
+            if key not in memo:
+                memo[key] = encoded_accuracy(enc)
+            clean[method] = memo[key]
+            key = (id(enc), kind, modality, tuple(float(v) for v in levels), others)
+            if key not in memo:
+                memo[key] = encoded_curve(enc, what, modality, levels, noise, missing)
+            curves[method] = memo[key]
+            if attacked:
+                if attack_data is None:
+                    raise ValueError("an attack needs attack_data (the rows it is scored on)")
+                now[method] = setting_accuracy(model, attack_data, noise, missing, attack, kind=NOISE_KIND,
+                                               seed=seed, **enc.options)
+            elif on_grid:  # the marker is a point of the curve
+                now[method] = float(curves[method][on_grid[0]])
+            else:
+                now[method] = encoded_accuracy(enc, noise, missing)
     label = f"noise on {modality}" if kind == "noise" else f"missing rate of {modality}"
     return dict(methods=list(trained), clean=clean, now=now, curves=curves, levels=list(levels),
                 current_level=float(current), curve_label=label, removed=removed,
-                removed_label=f"{modality} removed")
-
-
-def default_decomposition() -> Callable | None:
-    """The information decomposition the panel shows by default: ``mmlearn.interactions.pid_decomposition``
-    once that module exists (survey Sec. IX), else ``None`` (no third plot)."""
-    try:
-        from .. import interactions  # optional: not written yet
-    except ImportError:
-        return None
-    return getattr(interactions, "pid_decomposition", None)
+                removed_label=f"{modality} removed", attacked=attacked, attack=attack)
 
 
 # ------------------------------------------------------------------------------------------- layer 3: the panel
@@ -365,9 +308,11 @@ class PlaygroundPanel(Panel):
     noise and missing inputs (a composite of ipywidgets controls, a progress bar and one FigureWidget).
 
     Controls (``panel.controls``): ``dataset``; ``redundancy``, ``uniqueness``, ``synergy`` (synthetic
-    only, disabled for AV-Digits); ``use_<method>`` per registered fusion; ``modality_dropout``;
-    ``noise_0``, ``noise_1``, ``missing_0``, ``missing_1`` (per modality, by position: their labels follow
-    the dataset's modality names) and ``curve``. Training controls train what is missing (progress bar
+    only, disabled for AV-Digits; the values of the interaction meter's grid); ``use_<method>`` per
+    registered fusion; ``modality_dropout``; ``noise_0``, ``noise_1``, ``missing_0``, ``missing_1``,
+    ``attack_0``, ``attack_1`` (per modality, by position: their labels follow the dataset's modality names)
+    and ``curve``. ``panel.meter`` is the interaction meter's figure, ``panel.tabs`` switches to the decision
+    surface (``panel.surface``, built when first opened). Training controls train what is missing (progress bar
     ``panel.progress``) and cache it in ``panel.models``; evaluation controls only evaluate.
     """
 
@@ -375,8 +320,8 @@ class PlaygroundPanel(Panel):
 
     def __init__(self, *, dataset: str = SYNTHETIC, methods: Sequence[str] = DEFAULT_METHODS,
                  redundancy: float = 1.0, uniqueness: float = 0.5, synergy: float = 1.0, n: int = 1200,
-                 modality_dropout: bool = False, seed: int = 0, decomposition: Callable | None = None,
-                 training: Mapping | None = None, title: str = "Fusion playground"):
+                 modality_dropout: bool = False, seed: int = 0, training: Mapping | None = None,
+                 title: str = "Fusion playground"):
         self.all_methods = list(FUSIONS)
         bad = [m for m in methods if m not in FUSIONS]
         if bad:
@@ -385,18 +330,16 @@ class PlaygroundPanel(Panel):
             raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
         self.n, self.seed = n, seed
         self.training = dict(training or {})
-        self.decomposition = decomposition if decomposition is not None else default_decomposition()
         self.levels = robustness_levels(self.NOISE_STEP)
         self.models: dict[tuple, tuple] = {}     # (data key, method, dropout) -> (model, bank)
         self._data: dict[tuple, PlaygroundData] = {}
-        self._decomp: dict[tuple, dict] = {}
         self._memo: dict = {}                    # clean accuracies and curves (see playground_result)
         self.trainings = 0                       # models trained so far (tests check the cache)
         self.progress = W.IntProgress(value=0, min=0, max=1, description="training", bar_style="success",
                                       layout=W.Layout(width="320px"))
         self.status = W.HTML()
 
-        slider = dict(min=0.0, max=2.0, step=0.25, continuous_update=False, readout_format=".2f",
+        slider = dict(min=0.0, max=1.0, step=0.5, continuous_update=False, readout_format=".1f",
                       style={"description_width": "80px"}, layout=W.Layout(width="260px"))
         level = dict(min=0.0, max=1.0, step=self.NOISE_STEP, continuous_update=False, readout_format=".1f",
                      style={"description_width": "110px"}, layout=W.Layout(width="300px"))
@@ -421,6 +364,10 @@ class PlaygroundPanel(Panel):
             controls[f"noise_{i}"] = W.FloatSlider(value=0.0, description=f"{names[i]} noise", **level)
         for i in range(2):
             controls[f"missing_{i}"] = W.FloatSlider(value=0.0, description=f"{names[i]} missing", **level)
+        attack = dict(min=0.0, max=ATTACK_MAX, step=ATTACK_STEP, continuous_update=False, readout_format=".2f",
+                      style={"description_width": "110px"}, layout=W.Layout(width="300px"))
+        for i in range(2):
+            controls[f"attack_{i}"] = W.FloatSlider(value=0.0, description=f"{names[i]} FGSM ε", **attack)
         controls["curve"] = W.Dropdown(options=self._curve_options(names), value="noise:0",
                                        description="curve", layout=W.Layout(width="260px"))
 
@@ -430,20 +377,59 @@ class PlaygroundPanel(Panel):
                                   *(f"use_{m}" for m in self.all_methods))
         self.controls = controls  # compute() reads them through state(); Panel.__init__ sets them again
         first = self.compute(self.state())
-        self._with_decomposition = self.decomposition is not None
         figure = playground_figure(
             self.all_methods, first["methods"], first["clean"], first["now"], first["levels"], first["curves"],
             first["current_level"], curve_label=first["curve_label"], chance=first["chance"],
             removed=first["removed"], removed_label=first["removed_label"],
-            decomposition=first.get("decomposition"), with_decomposition=self._with_decomposition,
             title=first["title"],
         )
+        # the interaction meter: a lookup in a precomputed grid, so it answers before any training starts
+        # (its observers are registered before the Panel's, which train)
+        self.meter_summary = self.interactions(self.state())
+        self.meter = go.FigureWidget(interaction_meter_figure(self.meter_summary))
+        for knob in ("redundancy", "uniqueness", "synergy"):
+            controls[knob].observe(self._update_meter, names="value")
         super().__init__(controls, figure, title)
         self._cache[self._key(self.state())] = first
         self.last_result = first
         self._sync_dataset_controls()
         controls["dataset"].observe(lambda change: self._sync_dataset_controls(), names="value")
+        self.surface: SurfacePanel | None = None
         self.view = self._layout(title)
+
+    # ---------------------------------------------------------------- the interaction meter
+    @staticmethod
+    def interactions(state: Mapping) -> dict:
+        """:func:`mmlearn.widgets.interactions.interaction_summary` of the interaction sliders (grid lookup)."""
+        return interaction_summary(float(state["redundancy"]), float(state["uniqueness"]), float(state["synergy"]))
+
+    def _update_meter(self, change=None) -> None:
+        try:
+            summary = self.interactions(self.state())
+        except ValueError as err:  # all three at 0: the data refuses it too, the panel shows the message
+            self.meter.layout.title.text = str(err)[:110]
+            return
+        self.meter_summary = summary
+        with self.meter.batch_update():
+            for trace, update in zip(self.meter.data, meter_trace_updates(summary)):
+                trace.update(update)
+            self.meter.layout.title.text = meter_title(summary)
+
+    # ---------------------------------------------------------------- the decision-surface tab
+    def open_surface(self) -> SurfacePanel:
+        """The live decision surface (:class:`mmlearn.widgets.surface.SurfacePanel`) for a 2-D dataset, started
+        with the first ticked method that it offers; built once, when its tab is first opened."""
+        if self.surface is None:
+            ticked = [m for m in self.all_methods if self.controls[f"use_{m}"].value]
+            names = surface_fusions()
+            fusion = next((m for m in ticked if m in names), "concat")
+            self.surface = SurfacePanel(fusion=fusion, title="")
+            self.tabs.children = (self.tabs.children[0], self.surface.view)
+        return self.surface
+
+    def _on_tab(self, change) -> None:
+        if change["new"] == 1:
+            self.open_surface()
 
     # ---------------------------------------------------------------- layout
     def _layout(self, title: str) -> W.VBox:
@@ -461,8 +447,24 @@ class PlaygroundPanel(Panel):
             W.HTML("<b>2 · corrupt the test data</b> (evaluation only: no retraining)"),
             W.HBox([c["noise_0"], c["noise_1"], c["missing_0"], c["missing_1"], c["curve"]], **box),
         ])
+        meter = W.VBox([W.HTML("<b>what the interaction sliders mean</b> (synthetic data; the interaction meter of "
+                               "notebook 07, precomputed on its own samples: design PID, estimate, label-free "
+                               "synergy bounds, which fusion wins)"), self.meter])
+        evaluate = W.VBox([
+            W.HTML("<b>2 · corrupt the test data</b> (evaluation only: no retraining)"),
+            W.HBox([c["noise_0"], c["noise_1"], c["missing_0"], c["missing_1"], c["curve"]], **box),
+            W.HBox([c["attack_0"], c["attack_1"],
+                    W.HTML(f"FGSM attack (ε per modality) on the first {ATTACK_ROWS} test rows, after noise and "
+                           "missing inputs: moves the <i>now</i> bars and dots", layout=W.Layout(width="240px"))],
+                   **box),
+        ])
         head = [W.HTML(f"<h3 style='margin:4px 0'>{title}</h3>")] if title else []
-        return W.VBox(head + [train, evaluate, self.output])
+        robustness = W.VBox([train, meter, evaluate, self.output])
+        self.tabs = W.Tab(children=[robustness, W.HTML("building the decision surface …")])
+        self.tabs.set_title(0, "accuracy and robustness")
+        self.tabs.set_title(1, "decision surface (2-D data)")
+        self.tabs.observe(self._on_tab, names="selected_index")
+        return W.VBox(head + [self.tabs])
 
     @staticmethod
     def _modality_names(dataset: str) -> list[str]:
@@ -482,6 +484,7 @@ class PlaygroundPanel(Panel):
         for i, m in enumerate(names):
             self.controls[f"noise_{i}"].description = f"{m} noise"
             self.controls[f"missing_{i}"].description = f"{m} missing"
+            self.controls[f"attack_{i}"].description = f"{m} FGSM ε"
         curve = self.controls["curve"]
         value = curve.value
         curve.unobserve(self.update, names="value")
@@ -508,7 +511,7 @@ class PlaygroundPanel(Panel):
         return self._data[key]
 
     def trained(self, state: Mapping) -> dict[str, tuple]:
-        """``{method: (model, bank)}`` for the selected methods, training (once) what is not cached yet."""
+        """``{method: (model, encoded)}`` for the selected methods, training (once) what is not cached yet."""
         methods = [m for m in self.all_methods if state.get(f"use_{m}")]
         if not methods:
             raise ValueError("No fusion method selected: tick at least one method.")
@@ -525,11 +528,11 @@ class PlaygroundPanel(Panel):
             try:
                 for i, m in enumerate(todo, 1):
                     self.status.value = f"training <b>{m}</b> ({i}/{len(todo)}) on {data.name} …"
-                    model = train_fusion(data, m, modality_dropout=dropout, seed=self.seed,
+                    model = train_model(data, m, modality_dropout=dropout, seed=self.seed,
                                          on_epoch_end=self._tick, **self.training)
-                    bank = FeatureBank(model, data, seed=self.seed)
-                    bank.warm(self.levels)
-                    self.models[(key, m, dropout)] = (model, bank)
+                    encoded = encode(model, data, seed=self.seed)
+                    encoded.warm(self.levels)
+                    self.models[(key, m, dropout)] = (model, encoded)
                     self.trainings += 1
             finally:
                 if figure is not None:
@@ -553,8 +556,9 @@ class PlaygroundPanel(Panel):
         noise = {m: float(state[f"noise_{i}"]) for i, m in enumerate(names)}
         missing = {m: float(state[f"missing_{i}"]) for i, m in enumerate(names)}
         kind, index = state["curve"].split(":")
+        attack = {m: float(state[f"attack_{i}"]) for i, m in enumerate(names)}
         result = playground_result(trained, noise, missing, (kind, int(index)), self.levels, seed=self.seed,
-                                   memo=self._memo)
+                                   memo=self._memo, attack=attack, attack_data=data.test.index(slice(0, ATTACK_ROWS)))
         result["chance"] = data.chance
         if data.name == SYNTHETIC:
             desc = (f"synthetic views: redundancy {state['redundancy']:.2f}, uniqueness {state['uniqueness']:.2f}, "
@@ -562,12 +566,11 @@ class PlaygroundPanel(Panel):
         else:
             desc = "AV-Digits: handwritten + spoken digits"
         dropout = " · trained with modality dropout" if state.get("modality_dropout") else ""
-        result["title"] = f"{desc}{dropout}"
-        if self.decomposition is not None:
-            key = self.data_key(state)
-            if key not in self._decomp:
-                self._decomp[key] = dict(self.decomposition(data.train))
-            result["decomposition"] = self._decomp[key]
+        attacked = ""
+        if result["attacked"]:
+            eps = ", ".join(f"{m} {v:.2f}" for m, v in attack.items() if v > 0)
+            attacked = f" · now: FGSM ε {eps} on {min(ATTACK_ROWS, data.test.size)} rows"
+        result["title"] = f"{desc}{dropout}{attacked}"
         return result
 
     def draw(self, result: dict) -> None:
@@ -601,8 +604,3 @@ class PlaygroundPanel(Panel):
             if shape.showlegend:
                 shape.name = chance_name(result["chance"])
         fig.layout.title.text = result["title"]
-        if self._with_decomposition and "decomposition" in result:
-            parts = result["decomposition"]
-            bars = fig.data[-1]
-            bars.x, bars.y = list(parts), list(parts.values())
-            bars.text = [f"{v:.2f}" for v in parts.values()]
