@@ -400,3 +400,45 @@ def test_panel_noise_on_x1_falls_below_x1_removed_on_redundant_data(panel):
         assert r["now"][m] < r["removed"][m] - 0.03, r
         assert panel.figure.data[removed_trace_index(m, list(FUSIONS))].y[0] == pytest.approx(r["removed"][m])
     panel.controls["noise_0"].value = 0.0
+
+
+# ------------------------------------------------------------------------------------------ DEQ warm starts
+def _converging_deq():
+    from mmlearn.fusion import make_fusion
+
+    torch.manual_seed(0)
+    fusion = make_fusion("deq", {"x1": 6, "x2": 5}, 8, max_iter=200, tol=1e-5)
+    fusion.eval()
+    g = torch.Generator().manual_seed(1)
+    feats = {"x1": torch.randn(40, 6, generator=g), "x2": torch.randn(40, 5, generator=g)}
+    return fusion, feats
+
+
+def test_deq_warm_start_reaches_the_cold_fixed_point_per_sample_in_fewer_steps():
+    from mmlearn.fusion.deq import solver_warm_start
+
+    fusion, feats = _converging_deq()
+    near = {m: x + 0.05 * torch.randn_like(x) for m, x in feats.items()}
+    with torch.no_grad():
+        cold, info = fusion.fixed_point(near)
+        start, _ = fusion.fixed_point(feats)
+        warm, winfo = fusion.fixed_point(near, z0=start)
+        assert bool((info["residuals"] < 1e-5).all()) and bool((winfo["residuals"] < 1e-5).all())
+        # the same fixed point, within what a relative residual of 1e-5 allows: per row,
+        # ||z_warm - z_cold|| <= (res_warm + res_cold) ||f(z)|| / (1 - contraction)
+        rel = (warm - cold).norm(dim=1) / cold.norm(dim=1)
+        assert float(rel.max()) < 1e-3, float(rel.max())
+        assert winfo["sample_iterations"].float().mean() < info["sample_iterations"].float().mean()
+        # per sample: a row's answer does not depend on the other rows, warm or cold
+        alone, _ = fusion.fixed_point({m: x[:7] for m, x in near.items()}, z0=start[:7])
+        torch.testing.assert_close(alone, warm[:7], atol=1e-5, rtol=1e-5)
+        # the context manager: forward starts from the previous solve of the same batch size
+        out_cold = fusion(near)
+        with solver_warm_start():
+            fusion(feats)
+            out_warm = fusion(near)
+            assert fusion.last_info["sample_iterations"].float().mean() < info["sample_iterations"].float().mean()
+        assert fusion._warm_z is None  # forgotten on exit
+        assert float(((out_warm - out_cold).norm(dim=1) / out_cold.norm(dim=1)).max()) < 1e-3
+    with pytest.raises(ValueError, match="z0 must have shape"):
+        fusion.fixed_point(near, z0=torch.zeros(3, 3))

@@ -171,18 +171,30 @@ def anderson(
     beta = check_number(beta, "beta", low=0.0, low_open=True, high=1.0)
     B = z0.shape[0]
     track = _PerSample(z0, tol)
-    # history of the last m iterates X and their images F = f(X): preallocated ring buffers (B, m, n), slot
-    # k % m holds evaluation k (0-based); alpha does not depend on the order of the slots
+    # History of the last m iterates X, their images F = f(X) and residuals G = F - X, in preallocated ring
+    # buffers (B, m, n): slot k % m holds evaluation k (0-based). alpha does not depend on the order of the
+    # slots. The Gram matrices G G^T (B, m, m) are kept too and updated by one row per step (O(m n), not
+    # O(m^2 n)), and the bordered matrix H keeps its border of ones, written once.
     flat = z0.reshape(B, -1)
     X = flat.new_empty((B, m, flat.shape[1]))
-    Fx = torch.empty_like(X)
-    f0 = f(z0)
-    X[:, 0], Fx[:, 0] = flat, f0.reshape(B, -1)
-    track.record(z0, _row_residuals(f0, z0), 1)
+    Fx, G = torch.empty_like(X), torch.empty_like(X)
+    GG = flat.new_zeros((B, m, m))
     eye = torch.eye(m, dtype=z0.dtype, device=z0.device)
-    H = z0.new_zeros((B, m + 1, m + 1))
-    rhs = z0.new_zeros((B, m + 1, 1))
+    H = flat.new_ones((B, m + 1, m + 1))
+    H[:, 0, 0] = 0
+    rhs = flat.new_zeros((B, m + 1, 1))
     rhs[:, 0] = 1
+
+    def push(slot: int, filled: int, z: Tensor, fz: Tensor) -> None:
+        X[:, slot], Fx[:, slot] = z.reshape(B, -1), fz.reshape(B, -1)
+        G[:, slot] = Fx[:, slot] - X[:, slot]
+        row = torch.bmm(G[:, :filled], G[:, slot].unsqueeze(2)).squeeze(2)  # (B, filled): <G_j, G_slot>
+        GG[:, slot, :filled] = row
+        GG[:, :filled, slot] = row
+
+    f0 = f(z0)
+    push(0, 1, z0, f0)
+    track.record(z0, _row_residuals(f0, z0), 1)
     k = 1
     while k < max_iter and track.running():
         active = row_mask(track.active, z0)
@@ -192,28 +204,25 @@ def anderson(
             z = torch.where(active, f_last, x_last)
         else:
             p = min(k, m)
-            Xp, Fp = X[:, :p], Fx[:, :p]  # (B, p, n)
-            G = Fp - Xp  # residuals: (B, p, n)
-            GG = G @ G.transpose(1, 2)  # (B, p, p), one Gram matrix per sample
+            gg = GG[:, :p, :p]  # (B, p, p), one Gram matrix per sample
             # lam relative to the mean squared residual, so it does not swamp G G^T once residuals are small
-            scale = GG.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30).view(B, 1, 1)
+            scale = gg.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30).view(B, 1, 1)
             # bordered system [[0, 1^T], [1, gram]] [nu; alpha] = [1; 0]: (B, p + 1, p + 1)
             Hp = H[:, : p + 1, : p + 1]
-            Hp[:, 0, 0] = 0
-            Hp[:, 0, 1:] = 1
-            Hp[:, 1:, 0] = 1
-            Hp[:, 1:, 1:] = GG + lam * scale * eye[:p, :p]
+            Hp[:, 1:, 1:] = gg + lam * scale * eye[:p, :p]
             solution, status = torch.linalg.solve_ex(Hp, rhs[:, : p + 1])  # never raises: a failed row is flagged
             alpha = solution[:, 1:]  # (B, p, 1), sums to one over p
             ok = (status == 0) & torch.isfinite(alpha).flatten(1).all(dim=1)
             # z_next = beta alpha^T F + (1 - beta) alpha^T X: (B, n)
-            mixed = beta * (alpha * Fp).sum(dim=1) + (1 - beta) * (alpha * Xp).sum(dim=1)
+            weights = alpha.transpose(1, 2)  # (B, 1, p)
+            mixed = torch.bmm(weights, Fx[:, :p]).squeeze(1)
+            if beta != 1.0:
+                mixed = beta * mixed + (1 - beta) * torch.bmm(weights, X[:, :p]).squeeze(1)
             mixed = mixed.reshape(z0.shape)
             step = torch.where(row_mask(ok, mixed), mixed, f_last)
             z = torch.where(active, step, x_last)  # frozen rows keep their iterate
         fz = f(z)
-        slot = k % m
-        X[:, slot], Fx[:, slot] = z.reshape(B, -1), fz.reshape(B, -1)
+        push(k % m, min(k + 1, m), z, fz)
         k += 1
         track.record(z, _row_residuals(fz, z), k)
     return track.best, track.info()

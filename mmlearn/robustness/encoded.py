@@ -108,6 +108,7 @@ class EncodedData:
             raise ValueError(f"unknown corruption kind {kind!r}; available: {sorted(CORRUPTIONS)}")
         self.model, self.data, self.kind, self.seed, self.options = model, as_batch(data), kind, seed, options
         self._cache: dict[tuple[str, float], Tensor] = {}
+        self._present: dict[tuple, dict[str, Tensor]] = {}
 
     @property
     def modalities(self) -> list[str]:
@@ -129,6 +130,18 @@ class EncodedData:
             self._cache[key] = self.model.encoders[modality](x[modality])
         return self._cache[key]
 
+    def present(self, missing: Mapping[str, float]) -> dict[str, Tensor]:
+        """The presence mask after dropping modalities at rates ``missing`` (:func:`mmlearn.data.drop_modalities`
+        with this object's seed, ``keep_one``): its draws depend on the row count and the modality names only,
+        so it is computed once per setting and kept."""
+        key = tuple(sorted((m, round(float(v), 6)) for m, v in missing.items()))
+        if key not in self._present:
+            n = self.data.size
+            stand_in = {m: torch.zeros(n, 1) for m in self.modalities}  # the values do not matter, only the rows
+            _, self._present[key] = drop_modalities(stand_in, dict(key), seed=self.seed, present=self.data.present,
+                                                    keep_one=True)
+        return self._present[key]
+
     def warm(self, levels: Sequence[float]) -> None:
         """Compute every modality at every level now, so later settings only look up."""
         for m in self.modalities:
@@ -145,7 +158,8 @@ def encoded_logits(encoded: EncodedData, level=None, missing=None) -> Tensor:
     features = {m: encoded.features(m, level[m]) for m in names}
     present = encoded.data.present
     if any(missing.values()):
-        features, present = drop_modalities(features, missing, seed=encoded.seed, present=present, keep_one=True)
+        # absent rows are left as they are: Fusion.check zero-fills them, as encoding a zero input would not
+        present = encoded.present(missing)
     model = encoded.model
     model.eval()
     return model.head(model.fusion(features, present))

@@ -20,9 +20,8 @@ Three layers (DESIGN.md):
 
 Why evaluation is fast: noise on modality ``m`` changes only encoder ``m``'s input, so the test set's encoder
 features are computed once per ``(m, level)`` after training (:class:`mmlearn.robustness.EncodedData`) and a
-control change only runs fusion + head. DEQ fusion's fixed-point solves along a curve start from the previous
-level's solution (:func:`mmlearn.fusion.deq.solver_warm_start`). An attack needs the model's input gradient, so
-it runs on the first :data:`ATTACK_ROWS` test rows.
+control change only runs fusion + head. An attack needs the model's input gradient, so it runs on the first
+:data:`ATTACK_ROWS` test rows.
 
 Beside the interaction sliders, the interaction meter (:func:`mmlearn.widgets.interactions.interaction_summary`,
 a precomputed grid) shows what the sliders mean: the design's decomposition, the PID estimated from samples,
@@ -50,7 +49,6 @@ from ..data import (
     to_batch,
 )
 from ..fusion import FUSIONS
-from ..fusion.deq import solver_warm_start
 from ..robustness import EncodedData, encoded_accuracy, encoded_curve, setting_accuracy
 from ..experiments.fusion import train_fusion as run_fusion
 from ..viz.interactions import interaction_meter_figure, meter_title, meter_trace_updates
@@ -273,29 +271,28 @@ def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], 
     others_missing = any(v > 0 for m, v in missing.items() if m != modality)
     gone = (tuple((m, v) for m, v in noise.items() if m != modality or others_missing),
             tuple((m, v) for m, v in missing.items() if m != modality))
-    with solver_warm_start():  # DEQ: each solve along a curve starts from the previous level's fixed point
-        for method, (model, enc) in trained.items():
-            key = (id(enc), "removed", modality, gone)
-            if key not in memo:
-                memo[key] = encoded_accuracy(enc, noise, {**missing, modality: 1.0})
-            removed[method] = memo[key]
-            key = (id(enc), "clean")
-            if key not in memo:
-                memo[key] = encoded_accuracy(enc)
-            clean[method] = memo[key]
-            key = (id(enc), kind, modality, tuple(float(v) for v in levels), others)
-            if key not in memo:
-                memo[key] = encoded_curve(enc, what, modality, levels, noise, missing)
-            curves[method] = memo[key]
-            if attacked:
-                if attack_data is None:
-                    raise ValueError("an attack needs attack_data (the rows it is scored on)")
-                now[method] = setting_accuracy(model, attack_data, noise, missing, attack, kind=NOISE_KIND,
-                                               seed=seed, **enc.options)
-            elif on_grid:  # the marker is a point of the curve
-                now[method] = float(curves[method][on_grid[0]])
-            else:
-                now[method] = encoded_accuracy(enc, noise, missing)
+    for method, (model, enc) in trained.items():
+        key = (id(enc), "removed", modality, gone)
+        if key not in memo:
+            memo[key] = encoded_accuracy(enc, noise, {**missing, modality: 1.0})
+        removed[method] = memo[key]
+        key = (id(enc), "clean")
+        if key not in memo:
+            memo[key] = encoded_accuracy(enc)
+        clean[method] = memo[key]
+        key = (id(enc), kind, modality, tuple(float(v) for v in levels), others)
+        if key not in memo:
+            memo[key] = encoded_curve(enc, what, modality, levels, noise, missing)
+        curves[method] = memo[key]
+        if attacked:
+            if attack_data is None:
+                raise ValueError("an attack needs attack_data (the rows it is scored on)")
+            now[method] = setting_accuracy(model, attack_data, noise, missing, attack, kind=NOISE_KIND,
+                                           seed=seed, **enc.options)
+        elif on_grid:  # the marker is a point of the curve
+            now[method] = float(curves[method][on_grid[0]])
+        else:
+            now[method] = encoded_accuracy(enc, noise, missing)
     label = f"noise on {modality}" if kind == "noise" else f"missing rate of {modality}"
     return dict(methods=list(trained), clean=clean, now=now, curves=curves, levels=list(levels),
                 current_level=float(current), curve_label=label, removed=removed,
