@@ -22,7 +22,6 @@ FORBIDDEN = ("mmlearn.models", "mmlearn.train", "mmlearn.experiments")
 SHIMS = {
     "balance/experiment.py",  # TODO(lead): remove after 04/balance panel import mmlearn.experiments
     "balance/__init__.py",  # TODO(lead): its lazy __getattr__ for the moved runner names, same condition
-    "fusion/experiment.py",  # TODO(lead): remove once widgets/interactions.py, notebooks 07/08 import experiments
 }
 
 #: imports that are part of a method itself, not an experiment runner: (module, imported name) -> reason
@@ -101,10 +100,10 @@ def test_old_paths_still_work_until_the_lead_removes_them():
     import mmlearn.balance as balance
     from mmlearn.balance.experiment import run_balance_grid
     from mmlearn.experiments import balance as runners
-    from mmlearn.fusion.experiment import train_fusion as old
 
     assert run_balance_grid is runners.run_balance_grid and balance.make_imbalanced is runners.make_imbalanced
-    assert old is train_fusion
+    with pytest.raises(ImportError):  # the fusion runners have no old path any more
+        import mmlearn.fusion.experiment  # noqa: F401
 
 
 def test_train_fusion_options_merge_the_playground_trainer():

@@ -36,7 +36,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import ipywidgets as W
-import numpy as np
 import plotly.graph_objects as go
 import torch
 from torch import Tensor
@@ -328,7 +327,7 @@ class PlaygroundPanel(Panel):
         self.n, self.seed = n, seed
         self.training = dict(training or {})
         self.levels = robustness_levels(self.NOISE_STEP)
-        self.models: dict[tuple, tuple] = {}     # (data key, method, dropout) -> (model, bank)
+        self.models: dict[tuple, tuple] = {}     # (data key, method, dropout) -> (model, encoded features)
         self._data: dict[tuple, PlaygroundData] = {}
         self._memo: dict = {}                    # clean accuracies and curves (see playground_result)
         self.trainings = 0                       # models trained so far (tests check the cache)
