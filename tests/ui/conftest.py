@@ -2,12 +2,18 @@
 
 The tests are skipped with the reason when Chromium or playwright is missing (``harness.missing_requirements``),
 unless ``MMLEARN_REQUIRE_UI=1``, which turns the skip into a failure (for CI, where they must run).
+
+Time: each test has its own timeout, and the browser tests together have a budget (``MMLEARN_UI_BUDGET_S``,
+default 2400 s): once it is spent, every further browser test fails at once with the reason, so a hanging or
+very slow machine costs at most the budget plus one test's timeout. The whole suite took about 7.5 min
+(13 tests) on a shared 2-core machine.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +26,23 @@ collect_ignore_glob = ["fixtures/*"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ARTIFACTS = harness.ROOT / "test-artifacts" / "ui"
+
+
+#: seconds all browser tests together may take before the rest fail fast (CI has 90 min for everything)
+UI_BUDGET_S = float(os.environ.get("MMLEARN_UI_BUDGET_S", "2400"))
+_started: list[float] = []
+
+
+@pytest.fixture(autouse=True)
+def ui_budget():
+    """Fail a browser test at once when the browser tests have already used up their time budget."""
+    if not _started:
+        _started.append(time.monotonic())
+    spent = time.monotonic() - _started[0]
+    if spent > UI_BUDGET_S:
+        pytest.fail(f"the browser tests' budget of {UI_BUDGET_S:.0f} s is spent ({spent:.0f} s so far; "
+                    "MMLEARN_UI_BUDGET_S raises it): this machine is far slower than expected, or a test hung")
+    yield
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def test_checker_reports_every_fault_of_the_broken_notebook(browser, lab, artifa
     assert len(problems) == 5, problems
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("notebook", [p.name for p in course_notebooks()])
 def test_notebook_in_jupyterlab(browser, lab, artifacts, notebook):
     report = harness.run_in_lab(browser, lab, notebook, artifacts=artifacts)
