@@ -992,7 +992,8 @@ def run_in_voila(context, server: Server, *, load_timeout: float = 300.0, artifa
 
 # --------------------------------------------------------------------------------------------- by hand
 def main(argv=None) -> int:
-    """``python tests/ui/harness.py NOTEBOOK... [--out DIR]``: run notebooks in JupyterLab and print the reports."""
+    """``python tests/ui/harness.py NOTEBOOK... [--out DIR] [--voila | --surface]``: run notebooks in JupyterLab
+    (or Voila) and print the reports."""
     import argparse
 
     from playwright.sync_api import sync_playwright
@@ -1001,6 +1002,8 @@ def main(argv=None) -> int:
     parser.add_argument("notebooks", nargs="+")
     parser.add_argument("--out", default="test-artifacts/ui", help="where screenshots go")
     parser.add_argument("--voila", action="store_true", help="serve each notebook with Voila instead")
+    parser.add_argument("--surface", action="store_true",
+                        help="run each notebook down to its SurfacePanel, train it and print what the figure showed")
     args = parser.parse_args(argv)
     why = missing_requirements()
     if why:
@@ -1026,7 +1029,15 @@ def main(argv=None) -> int:
                     server = start_lab(tmp / "notebooks", tmp)
                     try:
                         for nb in copies:
-                            bad += _print(run_in_lab(context, server, nb.name, artifacts=out))
+                            if args.surface:
+                                r = check_surface_training(context, server, nb.name, artifacts=out)
+                                print(f"{r.name}: {r.seconds:.0f} s {({k: round(v, 1) for k, v in r.timings.items()})}, "
+                                      f"{r.changes_while_training} redraws while training, errors {r.errors + r.kernel_errors}")
+                                for sample in [r.before, *r.samples, *r.after_reset]:
+                                    print("  ", sample)
+                                bad += bool(r.errors or r.kernel_errors or r.changes_while_training < 2)
+                            else:
+                                bad += _print(run_in_lab(context, server, nb.name, artifacts=out))
                     finally:
                         server.stop()
             finally:
