@@ -442,3 +442,20 @@ def test_deq_warm_start_reaches_the_cold_fixed_point_per_sample_in_fewer_steps()
         assert float(((out_warm - out_cold).norm(dim=1) / out_cold.norm(dim=1)).max()) < 1e-3
     with pytest.raises(ValueError, match="z0 must have shape"):
         fusion.fixed_point(near, z0=torch.zeros(3, 3))
+
+
+def test_setting_accuracy_is_corrupted_accuracy_for_one_kind(data, trained):
+    """One combined setting reduces to mmlearn.robustness.corrupted_accuracy when only one kind is on."""
+    from mmlearn.robustness import corrupted_accuracy
+
+    model, _ = trained
+    test = data.test
+    for kind, level, mods in (("gaussian_noise", 0.6, ["x1"]), ("gaussian_noise", 0.3, ["x1", "x2"])):
+        want = corrupted_accuracy(model, test, kind, level, mods, seed=2, stats=data.stats)
+        got = setting_accuracy(model, test, {m: level for m in mods}, seed=2, stats=data.stats)
+        assert got == pytest.approx(want)
+    assert setting_accuracy(model, test, missing={"x2": 0.7}, seed=2) == pytest.approx(
+        corrupted_accuracy(model, test, "missing", 0.7, ["x2"], seed=2))
+    small = test.index(slice(0, 50))
+    assert setting_accuracy(model, small, attack={"x1": 0.2}) == pytest.approx(
+        corrupted_accuracy(model, small, "fgsm", 0.2, ["x1"]))
