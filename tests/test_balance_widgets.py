@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from mmlearn.balance import make_imbalanced, run_balance_grid
+from mmlearn.experiments.balance import make_imbalanced, run_balance_grid
 from mmlearn.data import Batch, to_batch
 from mmlearn.train import evaluate
 from mmlearn.viz import balance_panel_figure, balance_summary_figure, modulation_figure, probe_curves_figure

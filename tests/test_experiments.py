@@ -19,10 +19,7 @@ METHOD_PACKAGES = ("fusion", "balance", "representation", "alignment", "robustne
 FORBIDDEN = ("mmlearn.models", "mmlearn.train", "mmlearn.experiments")
 
 #: temporary re-export shims of the moved runners; the lead empties this list once their importers moved
-SHIMS = {
-    "balance/experiment.py",  # TODO(lead): remove after 04/balance panel import mmlearn.experiments
-    "balance/__init__.py",  # TODO(lead): its lazy __getattr__ for the moved runner names, same condition
-}
+SHIMS: set[str] = set()
 
 #: imports that are part of a method itself, not an experiment runner: (module, imported name) -> reason
 ALLOWED = {
@@ -96,14 +93,14 @@ def test_allow_list_and_shims_are_not_stale():
         assert (ROOT / rel).exists(), f"shim {rel} is gone: drop it from SHIMS"
 
 
-def test_old_paths_still_work_until_the_lead_removes_them():
+def test_the_old_runner_paths_are_gone():
     import mmlearn.balance as balance
-    from mmlearn.balance.experiment import run_balance_grid
-    from mmlearn.experiments import balance as runners
 
-    assert run_balance_grid is runners.run_balance_grid and balance.make_imbalanced is runners.make_imbalanced
-    with pytest.raises(ImportError):  # the fusion runners have no old path any more
+    with pytest.raises(ImportError):
         import mmlearn.fusion.experiment  # noqa: F401
+    with pytest.raises(ImportError):
+        import mmlearn.balance.experiment  # noqa: F401
+    assert not hasattr(balance, "run_balance_grid")
 
 
 def test_train_fusion_options_merge_the_playground_trainer():

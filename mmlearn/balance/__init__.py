@@ -39,7 +39,6 @@ from .unimodal import UniModalEnsemble, UniModalTeacher, unimodal_classifier
 
 __all__ = [
     "AGM",
-    "BALANCE_METHODS",
     "OGMGE",
     "AttributionRegularizer",
     "CompetitionRegularizer",
@@ -48,15 +47,12 @@ __all__ = [
     "UniModalTeacher",
     "attribution_penalty",
     "attribution_shares",
-    "balance_model",
     "competition_strength",
     "competition_strength_from_features",
-    "default_alphas",
     "encoder_features",
     "input_gradient_penalty",
     "jensen_shannon",
     "linear_probe_accuracy",
-    "make_imbalanced",
     "min_norm_2",
     "ogm_coefficients",
     "pareto_combine",
@@ -64,24 +60,8 @@ __all__ = [
     "probe_accuracies",
     "probe_accuracy_from_features",
     "removed_logits",
-    "run_balance_grid",
     "shapley_responses",
     "share_penalty",
     "split_logits",
-    "train_balanced",
     "unimodal_classifier",
 ]
-
-# TODO(lead): remove after 04/balance panel import mmlearn.experiments
-# The experiment runners moved to mmlearn.experiments.balance (which imports this package, so they are loaded
-# on first use, not at import time).
-_MOVED = ("BALANCE_METHODS", "balance_model", "default_alphas", "make_imbalanced", "run_balance_grid",
-          "train_balanced")
-
-
-def __getattr__(name):  # TODO(lead): remove after 04/balance panel import mmlearn.experiments
-    if name in _MOVED:
-        from ..experiments import balance as _runners
-
-        return getattr(_runners, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ def fusion_comparison_figure(rows: Sequence[Mapping], title: str = "Fusion metho
     test accuracy, number of parameters (log scale) and training time (s).
 
     ``rows``: dicts with ``dataset``, ``fusion``, ``accuracy``, ``params``,
-    ``train_s`` (as from :func:`mmlearn.fusion.experiment.runs_table`).
+    ``train_s`` (as from :func:`mmlearn.experiments.fusion.runs_table`).
     ``chance``: optional ``{dataset: chance accuracy}`` drawn as dotted lines.
     """
     if not rows:

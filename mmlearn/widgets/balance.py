@@ -2,7 +2,7 @@
 
 Layer 1 is :func:`balance_lookup` (pure: a precomputed grid in, numbers out);
 layer 2 is :func:`mmlearn.viz.balance_panel_figure`; layer 3 is
-:class:`BalancePanel`. The grid comes from :func:`mmlearn.balance.run_balance_grid`
+:class:`BalancePanel`. The grid comes from :func:`mmlearn.experiments.balance.run_balance_grid`
 (all training happens there, once); moving a control only looks results up.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from ..balance import BALANCE_METHODS
+from ..experiments.balance import BALANCE_METHODS
 from ..train import subset_accuracies
 from ..viz import balance_panel_figure
 from .base import Panel

@@ -141,11 +141,8 @@ def sample_joint(x1, x2, y, n_clusters: int = 8, seed: int = 0) -> np.ndarray:
 
 
 def _train_fusion():
-    # the fusion experiment helpers are moving from mmlearn.fusion.experiment to mmlearn.experiments.fusion
-    try:
-        from mmlearn.experiments.fusion import train_fusion
-    except ImportError:
-        from mmlearn.fusion.experiment import train_fusion
+    from mmlearn.experiments.fusion import train_fusion  # on first use: it pulls in the training stack
+
     return train_fusion
 
 
