@@ -1031,8 +1031,9 @@ def main(argv=None) -> int:
                         for nb in copies:
                             if args.surface:
                                 r = check_surface_training(context, server, nb.name, artifacts=out)
-                                print(f"{r.name}: {r.seconds:.0f} s {({k: round(v, 1) for k, v in r.timings.items()})}, "
-                                      f"{r.changes_while_training} redraws while training, errors {r.errors + r.kernel_errors}")
+                                times = {k: round(v, 1) for k, v in r.timings.items()}
+                                print(f"{r.name}: {r.seconds:.0f} s {times}, {r.changes_while_training} redraws "
+                                      f"while training, errors {r.errors + r.kernel_errors}")
                                 for sample in [r.before, *r.samples, *r.after_reset]:
                                     print("  ", sample)
                                 bad += bool(r.errors or r.kernel_errors or r.changes_while_training < 2)
