@@ -70,6 +70,10 @@ def __mmlearn_probe(moves_per_control=4):
                     vals.append(v)
             return vals
         options = getattr(c, "options", None)
+        if options is not None and isinstance(c, W.SelectMultiple):  # the value is a tuple of choices
+            values = [o[1] if isinstance(o, tuple) else o for o in options]
+            subsets = [tuple(values[:k]) for k in (1, 2, len(values))] + [tuple(values[-1:])]
+            return list(dict.fromkeys(v for v in subsets if v and v != tuple(c.value)))[:moves_per_control]
         if options is not None:  # Dropdown, SelectionSlider, ToggleButtons, RadioButtons
             values = [o[1] if isinstance(o, tuple) else o for o in options]
             return [v for v in values if v != c.value][:moves_per_control]

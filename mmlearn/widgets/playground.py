@@ -458,8 +458,8 @@ class PlaygroundPanel(Panel):
         head = [W.HTML(f"<h3 style='margin:4px 0'>{title}</h3>")] if title else []
         robustness = W.VBox([train, meter, evaluate, self.output])
         self.tabs = W.Tab(children=[robustness, W.HTML("building the decision surface …")])
-        self.tabs.set_title(0, "accuracy and robustness")
-        self.tabs.set_title(1, "decision surface (2-D data)")
+        self.tabs.set_title(0, "accuracy")
+        self.tabs.set_title(1, "decision surface")
         self.tabs.observe(self._on_tab, names="selected_index")
         return W.VBox(head + [self.tabs])
 
