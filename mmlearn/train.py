@@ -149,6 +149,17 @@ def _use_distributed(distributed: bool | None, where: str) -> bool:
     return bool(distributed) and D.world_size() > 1
 
 
+def _training_setup(distributed: bool | None, batch_size: int, device, where: str) -> tuple[bool, torch.device]:
+    """``(distributed?, device)`` for a training loop: a global ``batch_size`` must divide by the world size."""
+    dist_on = _use_distributed(distributed, where)
+    if dist_on and batch_size % D.world_size():
+        raise ValueError(f"{where}: batch_size is the global batch and must be divisible by the world size; got "
+                         f"batch_size={batch_size} for {D.world_size()} processes")
+    if dist_on:
+        return True, _distributed_device(device)
+    return False, torch.device(device) if device is not None else torch.device("cpu")
+
+
 def _distributed_device(device) -> torch.device:
     """The given device, else this process's own (``cuda:LOCAL_RANK`` under NCCL); ``"cuda"`` gets the local rank."""
     device = torch.device(device) if device is not None else D.local_device()
@@ -316,15 +327,8 @@ def fit(
     check_number(lr, "lr", low=0)
     if on_nonfinite not in ("raise", "warn"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'warn', got {on_nonfinite!r}")
-    dist_on = _use_distributed(distributed, "fit")
+    dist_on, device = _training_setup(distributed, batch_size, device, "fit")
     world, rank = (D.world_size(), D.rank()) if dist_on else (1, 0)
-    if dist_on and batch_size % world:
-        raise ValueError(f"fit: batch_size is the global batch and must be divisible by the world size; got "
-                         f"batch_size={batch_size} for {world} processes")
-    if dist_on:
-        device = _distributed_device(device)
-    else:
-        device = torch.device(device) if device is not None else torch.device("cpu")
     model.to(device)
     train_batch = as_batch(train)
     if train_batch.size == 0:

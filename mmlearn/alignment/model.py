@@ -20,7 +20,7 @@ from .. import distributed as D
 from .._checks import check_finite_loss, check_modality_dict
 from ..data.batch import as_batch
 from ..models import default_encoders
-from ..train import _distributed_device, _use_distributed, _wrap_ddp, minibatches
+from ..train import _training_setup, _wrap_ddp, minibatches
 from .loss import INIT_TEMPERATURE, ContrastiveLoss
 from .metrics import retrieval_metrics
 
@@ -158,14 +158,7 @@ def train_alignment(model: AlignmentModel, train, eval_data=None, *, epochs: int
     if train_batch.size < batch_size:
         raise ValueError(f"batch_size {batch_size} is larger than the training set ({train_batch.size} pairs)")
     eval_batch = as_batch(eval_data, [a, b]) if eval_data is not None else None
-    dist_on = _use_distributed(distributed, "train_alignment")
-    if dist_on and batch_size % D.world_size():
-        raise ValueError(f"train_alignment: batch_size is the global batch and must be divisible by the world size; "
-                         f"got batch_size={batch_size} for {D.world_size()} processes")
-    if dist_on:
-        device = _distributed_device(device)
-    else:
-        device = torch.device(device) if device is not None else torch.device("cpu")
+    dist_on, device = _training_setup(distributed, batch_size, device, "train_alignment")
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     torch.manual_seed(seed + (D.rank() if dist_on else 0))
