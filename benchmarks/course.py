@@ -15,7 +15,8 @@ Prints, on this machine:
    the playground with every fusion method ticked (its worst case), built directly. Controls a panel lists in ``training_controls``
    (the playground's dataset and method choices, which train a model once) are reported apart:
    they are not expected to answer at once. Target for evaluation controls: median under 200 ms;
-3. the import time of ``mmlearn`` and of each subpackage (median of 5 fresh interpreters).
+3. :func:`mmlearn.interactions.pid` on five random 10 x 10 x 10 distributions (target: well under a second);
+4. the import time of ``mmlearn`` and of each subpackage (median of 5 fresh interpreters).
 
 ``--threads 1`` sets ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` for the kernels (Binder-like).
 """
@@ -156,6 +157,27 @@ def playground_all_methods(env: dict) -> dict:
             "slowest": "", "training_s": {}}
 
 
+PID_TIMING = r"""
+import json, statistics, time
+import numpy as np
+from mmlearn.interactions import pid
+t = time.perf_counter(); import cvxpy; first_import = time.perf_counter() - t
+rng = np.random.default_rng(0)
+times = []
+for k in range(5):
+    p = rng.dirichlet(np.ones(1000)).reshape(10, 10, 10)
+    t = time.perf_counter(); pid(p); times.append(time.perf_counter() - t)
+print(json.dumps({"median_s": statistics.median(times), "max_s": max(times), "cvxpy_import_s": first_import}))
+"""
+
+
+def pid_timing(env: dict) -> dict:
+    """``mmlearn.interactions.pid`` on five random 10 x 10 x 10 distributions, in a fresh process."""
+    out = subprocess.run([sys.executable, "-c", PID_TIMING], capture_output=True, text=True, check=True,
+                         env={**os.environ, **env}, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def import_times(repeats: int = 5) -> dict[str, float]:
     """Median seconds to import each subpackage in a fresh interpreter (with what it imports)."""
     out = {}
@@ -252,7 +274,13 @@ def main() -> int:
                 print(f"{'':24s}   training controls (one new choice each): "
                       + ", ".join(f"{k} {v:.1f} s" for k, v in r["training_s"].items()))
 
-    # 3. imports
+    # 3. the PID solver (issue target: a 10 x 10 x 10 distribution in well under a second)
+    print("\n## pid on a 10 x 10 x 10 distribution (5 random tables, fresh process)", flush=True)
+    results["pid"] = pid_timing(env)
+    print(f"median {results['pid']['median_s']:.3f} s, max {results['pid']['max_s']:.3f} s "
+          f"(first import of cvxpy {results['pid']['cvxpy_import_s']:.2f} s)")
+
+    # 4. imports
     print("\n## import time (median of 5 fresh interpreters)", flush=True)
     results["imports"] = import_times()
     for name, seconds in results["imports"].items():
