@@ -9,7 +9,7 @@ from mmlearn.data import make_latent_views, to_batch
 from mmlearn.fusion import FUSIONS
 from mmlearn.models import build_classifier
 from mmlearn.train import predict, subset_accuracies
-from mmlearn.robustness import encoded_accuracy, encoded_curve, encoded_logits, setting_accuracy, setting_batch
+from mmlearn.robustness import encoded_accuracies, encoded_accuracy, encoded_curve, encoded_logits, setting_accuracy, setting_batch
 from mmlearn.viz import playground_figure, robustness_levels
 from mmlearn.viz.playground import curve_trace_index, marker_trace_index
 from mmlearn.widgets import PlaygroundPanel
@@ -84,6 +84,11 @@ def _check_routes(model, bank, data):
     torch.testing.assert_close(encoded_logits(bank, noise), clean, rtol=1e-5, atol=1e-6)
     assert encoded_accuracy(bank, noise, missing) == pytest.approx(
         setting_accuracy(model, data.test, noise, missing, seed=3, stats=data.stats))
+    # many settings stacked into one pass give each setting's own accuracy
+    settings = [(noise, missing), ({}, {}), ({"x1": 1.0}, {"x2": 0.5}), (noise, {"x1": 1.0})]
+    stacked = encoded_accuracies(bank, settings)
+    alone = np.array([encoded_accuracy(bank, lv, mi) for lv, mi in settings])
+    np.testing.assert_allclose(stacked, alone, atol=1e-12)
 
 
 def test_feature_bank_encodes_each_modality_and_level_once(data):
@@ -138,19 +143,28 @@ def test_playground_result_shape_and_empty_selection(data, trained):
 
 
 def test_memo_changes_no_number_and_skips_work(data, trained):
-    """With a memo, moving the curve's own variable evaluates nothing; every number equals a fresh call."""
+    """With a memo, moving the curve's own variable evaluates nothing; every number equals a fresh call; what
+    is evaluated goes through the fusion in one pass (the settings stacked: test-set size rows each)."""
     model, bank = trained
-    calls = []
-    hook = model.fusion.register_forward_hook(lambda mod, inp, out: calls.append(1))
+    calls, passes = [], []
+
+    def count(mod, inp, out):  # settings evaluated = rows through the fusion / rows of the test set
+        rows = next(iter(inp[0].values())).shape[0]
+        assert rows % data.test.size == 0
+        calls.extend([1] * (rows // data.test.size))
+        passes.append(1)
+
+    hook = model.fusion.register_forward_hook(count)
     levels, memo = robustness_levels(0.25), {}
     try:
         settings = [({"x1": 0.25, "x2": 0.0}, {"x1": 0.0, "x2": 0.5}), ({"x1": 0.75, "x2": 0.0}, {"x1": 0.0, "x2": 0.5}),
                     ({"x1": 0.6, "x2": 0.0}, {"x1": 0.0, "x2": 0.5}), ({"x1": 0.6, "x2": 0.5}, {"x1": 0.0, "x2": 0.5})]
         counts = []
         for noise, missing in settings:
-            before = len(calls)
+            before, passes_before = len(calls), len(passes)
             fast = playground_result({"concat": (model, bank)}, noise, missing, ("noise", 0), levels, memo=memo)
             counts.append(len(calls) - before)
+            assert len(passes) - passes_before == 1
             fresh = playground_result({"concat": (model, bank)}, noise, missing, ("noise", 0), levels)
             assert fast["now"] == pytest.approx(fresh["now"]) and fast["clean"] == pytest.approx(fresh["clean"])
             np.testing.assert_allclose(fast["curves"]["concat"], fresh["curves"]["concat"])
@@ -164,7 +178,7 @@ def test_memo_changes_no_number_and_skips_work(data, trained):
     # without missing x2, x1's noise cannot reach the x1-removed reference: moving it costs nothing
     memo = {}
     playground_result({"concat": (model, bank)}, {"x1": 0.25}, None, ("noise", 0), levels, memo=memo)
-    hook = model.fusion.register_forward_hook(lambda mod, inp, out: calls.append(1))
+    hook = model.fusion.register_forward_hook(count)
     before = len(calls)
     try:
         playground_result({"concat": (model, bank)}, {"x1": 0.75}, None, ("noise", 0), levels, memo=memo)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_number, row_mask
+from .._checks import check_number
 from .base import Fusion, register_fusion
 
 SOLVERS = ("anderson", "iteration")
@@ -56,41 +56,61 @@ def _row_residuals(fz: Tensor, z: Tensor) -> Tensor:
 
 
 class _PerSample:
-    """Per-sample bookkeeping of a solve: each row's best iterate, its residual, and whether it still iterates.
+    """Per-sample bookkeeping of a solve: each row's best iterate, its residual, and which rows still iterate.
 
-    A row stops (is frozen) as soon as its own residual is below ``tol``; the
-    solvers then keep its iterate fixed. Since ``f`` acts on each row
-    separately, a row's iterates, and so its result, do not depend on the
-    other rows of the batch (up to floating-point rounding).
+    A row stops (is frozen) as soon as its own residual is below ``tol``: its best iterate is final and its
+    later iterates, if any, are never read. The solvers keep a *working set* (``rows``, indices into the
+    batch; ``live`` marks the ones still iterating) and drop the stopped rows from it once they are a quarter
+    of it (:meth:`compact`), evaluating ``f`` on the working set only when ``f`` offers ``restrict`` (see
+    :func:`anderson`). Since ``f`` acts on each row separately, a row's iterates, and so its result, do not
+    depend on the other rows of the batch (up to floating-point rounding).
     """
 
     def __init__(self, z0: Tensor, tol: float):
         B = z0.shape[0]
         self.tol = tol
-        self.best = z0.clone()
+        self.best = z0.reshape(B, -1).clone()  # (B, n): each row's iterate with the lowest residual
         self.best_res = torch.full((B,), math.inf, dtype=z0.dtype, device=z0.device)
         self.best_k = torch.zeros(B, dtype=torch.long, device=z0.device)
         self.iters = torch.zeros(B, dtype=torch.long, device=z0.device)
-        self.active = torch.ones(B, dtype=torch.bool, device=z0.device)
+        self.rows = torch.arange(B, device=z0.device)  # the working set
+        self.live = torch.ones(B, dtype=torch.bool, device=z0.device)  # (W,): still iterating
+        self.frozen_worst = -math.inf  # the worst residual among stopped rows (for the trace)
         self.trace: list[float] = []
 
     def record(self, z: Tensor, res: Tensor, k: int) -> None:
-        """Evaluation ``k`` of ``f`` gave residuals ``res`` (B,) at iterates ``z``; frozen rows are left alone."""
-        act = self.active
-        self.iters = torch.where(act, k, self.iters)
-        better = act & (res < self.best_res)  # NaN never counts as better
-        self.best = torch.where(row_mask(better, z), z, self.best)
-        self.best_res = torch.where(better, res, self.best_res)
-        self.best_k = torch.where(better, k, self.best_k)
-        # the worst residual in the batch at this step (frozen rows: the one they stopped with)
-        self.trace.append(float(torch.where(act, res, self.best_res).max()))
-        self.active = act & ~(res < self.tol)
+        """Evaluation ``k`` of ``f`` gave residuals ``res`` (W,) at iterates ``z`` (W, n) of the working set;
+        stopped rows are left alone."""
+        live = self.live
+        rows, z, res = self.rows[live], z[live], res[live]
+        self.iters[rows] = k
+        better = res < self.best_res[rows]  # NaN never counts as better
+        idx = rows[better]
+        self.best[idx] = z[better]
+        self.best_res[idx] = res[better]
+        self.best_k[idx] = k
+        # the worst residual in the batch at this step (stopped rows: the one they stopped with)
+        self.trace.append(max(float(res.max()), self.frozen_worst))
+        done = res < self.tol  # NaN keeps iterating (until max_iter)
+        if bool(done.any()):
+            self.frozen_worst = max(self.frozen_worst, float(self.best_res[rows[done]].max()))
+            self.live[live.nonzero().squeeze(1)[done]] = False
 
     def running(self) -> bool:
-        return bool(self.active.any())
+        return bool(self.live.any())
 
-    def info(self) -> dict:
-        return {
+    def compact(self) -> Tensor | None:
+        """Drop the stopped rows from the working set once they are a quarter of it (each step would cost
+        more in copies than the rows it saves). Returns the kept positions, or None when nothing changed."""
+        stopped = int((~self.live).sum())
+        if 4 * stopped < self.live.numel() or stopped == 0:
+            return None
+        keep = self.live.nonzero().squeeze(1)
+        self.rows, self.live = self.rows[keep], self.live[keep]
+        return keep
+
+    def info(self, shape) -> tuple[Tensor, dict]:
+        return self.best.reshape(shape), {
             "residual": float(self.best_res.max()),  # the worst sample's
             "iterations": int(self.iters.max()),  # evaluations of f the slowest sample needed
             "best_iteration": int(self.best_k.max()),
@@ -99,6 +119,35 @@ class _PerSample:
             "sample_iterations": self.iters,  # (B,)
             "converged": self.best_res < self.tol,  # (B,) bool
         }
+
+
+class _WorkingMap:
+    """``f`` on the working set's rows, flat ``(W, n)`` in and out.
+
+    If ``f`` has ``f.restrict(rows)`` (the same map for those rows of the batch only, as
+    :meth:`DEQFusion.iteration_map` gives), only the working set is evaluated. Otherwise ``f`` sees the whole
+    batch, the rows outside the working set holding their last iterate (their images are discarded).
+    """
+
+    def __init__(self, f: Callable[[Tensor], Tensor], z0: Tensor):
+        self.f, self.shape = f, z0.shape
+        self.restrict = getattr(f, "restrict", None)
+        self.g = f
+        self.rows: Tensor | None = None  # None: every row
+        self.full = None if self.restrict is not None else z0.reshape(z0.shape[0], -1).clone()
+
+    def __call__(self, z: Tensor) -> Tensor:
+        if self.rows is None:
+            return self.f(z.reshape(self.shape)).reshape(z.shape)
+        if self.restrict is not None:
+            return self.g(z.reshape(-1, *self.shape[1:])).reshape(z.shape)
+        self.full[self.rows] = z
+        return self.f(self.full.reshape(self.shape)).reshape(self.full.shape)[self.rows]
+
+    def set_rows(self, rows: Tensor) -> None:
+        self.rows = rows
+        if self.restrict is not None:
+            self.g = self.restrict(rows)
 
 
 def _check_solver_options(max_iter, tol) -> tuple[int, float]:
@@ -110,10 +159,12 @@ def _check_solver_options(max_iter, tol) -> tuple[int, float]:
 def fixed_point_iteration(f: Callable[[Tensor], Tensor], z0: Tensor, *, max_iter: int = 50, tol: float = 1e-3):
     """Plain (Picard) iteration ``z <- f(z)``, per sample, until each sample's relative residual is below ``tol``.
 
-    ``f`` must act on each row of ``z`` (B, n) separately. Each row iterates
+    ``f`` must act on each row of ``z`` (B, ...) separately. Each row iterates
     until its own residual ``||f(z_b) - z_b|| / ||f(z_b)||`` is below ``tol``
     (then it is frozen) or ``max_iter`` evaluations of ``f`` are spent, so one
-    hard row neither stops early nor changes the others.
+    hard row neither stops early nor changes the others. If ``f`` has a
+    ``restrict(rows)`` method (the same map on those rows only), stopped rows
+    are soon no longer evaluated.
 
     Returns ``(z, info)``: ``z`` holds each row's iterate with the lowest
     residual seen; ``info`` has ``residual`` (the worst row's, float),
@@ -125,14 +176,19 @@ def fixed_point_iteration(f: Callable[[Tensor], Tensor], z0: Tensor, *, max_iter
     """
     max_iter, tol = _check_solver_options(max_iter, tol)
     track = _PerSample(z0, tol)
-    z = z0
+    g = _WorkingMap(f, z0)
+    z = z0.reshape(z0.shape[0], -1)
     for k in range(1, max_iter + 1):
-        fz = f(z)
+        fz = g(z)
         track.record(z, _row_residuals(fz, z), k)
         if not track.running():
             break
-        z = torch.where(row_mask(track.active, z), fz, z)  # frozen rows keep their iterate
-    return track.best, track.info()
+        z = fz
+        keep = track.compact()
+        if keep is not None:  # a quarter of the rows have stopped: iterate the others only
+            z = z[keep]
+            g.set_rows(track.rows)
+    return track.info(z0.shape)
 
 
 def anderson(
@@ -162,7 +218,11 @@ def anderson(
     row whose system cannot be solved (singular, non-finite) takes a plain step
     ``z <- f(z)`` instead. As in :func:`fixed_point_iteration`, each row stops
     on its own residual (then is frozen), so a row's result does not depend on
-    the other rows. Returns ``(z, info)`` like :func:`fixed_point_iteration`.
+    the other rows; and if ``f`` has a ``restrict(rows)`` method (the same map
+    on those rows of the batch only), stopped rows are soon no longer
+    evaluated, so a batch costs about the work of its rows' own iterations,
+    not ``B`` times the slowest row's. Returns ``(z, info)`` like
+    :func:`fixed_point_iteration`.
     Options: ``m`` >= 1 (1 is plain iteration), ``lam`` >= 0, ``beta`` in (0, 1].
     """
     max_iter, tol = _check_solver_options(max_iter, tol)
@@ -171,61 +231,61 @@ def anderson(
     beta = check_number(beta, "beta", low=0.0, low_open=True, high=1.0)
     B = z0.shape[0]
     track = _PerSample(z0, tol)
-    # History of the last m iterates X, their images F = f(X) and residuals G = F - X, in preallocated ring
-    # buffers (B, m, n): slot k % m holds evaluation k (0-based). alpha does not depend on the order of the
-    # slots. The Gram matrices G G^T (B, m, m) are kept too and updated by one row per step (O(m n), not
-    # O(m^2 n)), and the bordered matrix H keeps its border of ones, written once.
-    flat = z0.reshape(B, -1)
-    X = flat.new_empty((B, m, flat.shape[1]))
-    Fx, G = torch.empty_like(X), torch.empty_like(X)
-    GG = flat.new_zeros((B, m, m))
-    eye = torch.eye(m, dtype=z0.dtype, device=z0.device)
-    H = flat.new_ones((B, m + 1, m + 1))
+    g = _WorkingMap(f, z0)
+    # History of the working set's last m images F = f(X) and residuals G = F - X (the iterates X = F - G
+    # are not stored), in preallocated ring buffers (W, m, n): slot k % m holds evaluation k (0-based), and
+    # alpha does not depend on the order of the slots. The Gram matrices G G^T (W, m, m) are kept too and
+    # updated by one row per step (O(m n), not O(m^2 n)); the bordered matrix H keeps its border of ones.
+    z = z0.reshape(B, -1)
+    Fx = z.new_empty((B, m, z.shape[1]))
+    G = torch.empty_like(Fx)
+    GG = z.new_zeros((B, m, m))
+    eye = torch.eye(m, dtype=z.dtype, device=z.device)
+    H = z.new_ones((B, m + 1, m + 1))
     H[:, 0, 0] = 0
-    rhs = flat.new_zeros((B, m + 1, 1))
+    rhs = z.new_zeros((B, m + 1, 1))
     rhs[:, 0] = 1
 
-    def push(slot: int, filled: int, z: Tensor, fz: Tensor) -> None:
-        X[:, slot], Fx[:, slot] = z.reshape(B, -1), fz.reshape(B, -1)
-        G[:, slot] = Fx[:, slot] - X[:, slot]
-        row = torch.bmm(G[:, :filled], G[:, slot].unsqueeze(2)).squeeze(2)  # (B, filled): <G_j, G_slot>
+    k = 0
+    while k < max_iter:
+        W = Fx.shape[0]
+        if k == 1:  # first step: plain iteration
+            z = Fx[:, 0].clone()
+        elif k > 1:
+            p = min(k, m)
+            gram = GG[:, :p, :p]  # (W, p, p), one Gram matrix per sample
+            # lam relative to the mean squared residual, so it does not swamp G G^T once residuals are small
+            scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30).view(W, 1, 1)
+            # bordered system [[0, 1^T], [1, gram]] [nu; alpha] = [1; 0]: (W, p + 1, p + 1)
+            Hp = H[:W, : p + 1, : p + 1]
+            Hp[:, 1:, 1:] = gram + lam * scale * eye[:p, :p]
+            solution, status = torch.linalg.solve_ex(Hp, rhs[:W, : p + 1])  # never raises: a failed row is flagged
+            weights = solution[:, 1:].transpose(1, 2)  # alpha^T: (W, 1, p), sums to one over p
+            ok = (status == 0) & torch.isfinite(weights).flatten(1).all(dim=1)
+            # z_next = beta alpha^T F + (1 - beta) alpha^T X, with X = F - G: alpha^T F - (1 - beta) alpha^T G
+            z = torch.bmm(weights, Fx[:, :p]).squeeze(1)
+            if beta != 1.0:
+                z = z - (1 - beta) * torch.bmm(weights, G[:, :p]).squeeze(1)
+            if not bool(ok.all()):
+                z = torch.where(ok.unsqueeze(1), z, Fx[:, (k - 1) % m])
+        fz = g(z)
+        slot, filled = k % m, min(k + 1, m)
+        Fx[:, slot] = fz
+        torch.sub(fz, z, out=G[:, slot])
+        row = torch.bmm(G[:, :filled], G[:, slot].unsqueeze(2)).squeeze(2)  # (W, filled): <G_j, G_slot>
         GG[:, slot, :filled] = row
         GG[:, :filled, slot] = row
-
-    f0 = f(z0)
-    push(0, 1, z0, f0)
-    track.record(z0, _row_residuals(f0, z0), 1)
-    k = 1
-    while k < max_iter and track.running():
-        active = row_mask(track.active, z0)
-        last = (k - 1) % m
-        x_last, f_last = X[:, last].reshape(z0.shape), Fx[:, last].reshape(z0.shape)
-        if k == 1:  # first step: plain iteration
-            z = torch.where(active, f_last, x_last)
-        else:
-            p = min(k, m)
-            gg = GG[:, :p, :p]  # (B, p, p), one Gram matrix per sample
-            # lam relative to the mean squared residual, so it does not swamp G G^T once residuals are small
-            scale = gg.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30).view(B, 1, 1)
-            # bordered system [[0, 1^T], [1, gram]] [nu; alpha] = [1; 0]: (B, p + 1, p + 1)
-            Hp = H[:, : p + 1, : p + 1]
-            Hp[:, 1:, 1:] = gg + lam * scale * eye[:p, :p]
-            solution, status = torch.linalg.solve_ex(Hp, rhs[:, : p + 1])  # never raises: a failed row is flagged
-            alpha = solution[:, 1:]  # (B, p, 1), sums to one over p
-            ok = (status == 0) & torch.isfinite(alpha).flatten(1).all(dim=1)
-            # z_next = beta alpha^T F + (1 - beta) alpha^T X: (B, n)
-            weights = alpha.transpose(1, 2)  # (B, 1, p)
-            mixed = torch.bmm(weights, Fx[:, :p]).squeeze(1)
-            if beta != 1.0:
-                mixed = beta * mixed + (1 - beta) * torch.bmm(weights, X[:, :p]).squeeze(1)
-            mixed = mixed.reshape(z0.shape)
-            step = torch.where(row_mask(ok, mixed), mixed, f_last)
-            z = torch.where(active, step, x_last)  # frozen rows keep their iterate
-        fz = f(z)
-        push(k % m, min(k + 1, m), z, fz)
         k += 1
-        track.record(z, _row_residuals(fz, z), k)
-    return track.best, track.info()
+        # relative residual ||G_slot|| / ||f(z)|| per row (as _row_residuals), from the Gram diagonal
+        res = row[:, slot].clamp_min(0).sqrt() / (fz.norm(dim=1) + 1e-9)
+        track.record(z, res, k)
+        if not track.running():
+            break
+        keep = track.compact()
+        if keep is not None:  # a quarter of the rows have stopped: drop them, evaluate the others only
+            Fx, G, GG = Fx[keep], G[keep], GG[keep]
+            g.set_rows(track.rows)
+    return track.info(z0.shape)
 
 
 def solve_fixed_point(name: str, f, z0, *, max_iter: int, tol: float, **kwargs):
@@ -415,7 +475,9 @@ class DEQFusion(Fusion):
     ) -> Callable[[Tensor], Tensor]:
         """The map ``z -> f(z; x)`` on flat states ``(B, (M + 1) d)`` for these inputs.
 
-        Exposed so that a reader (or a test) can iterate or unroll it by hand.
+        Exposed so that a reader (or a test) can iterate or unroll it by hand. ``f.restrict(rows)`` is the same
+        map for those rows of the batch only (``rows``: indices), which the solvers use to stop evaluating the
+        rows that have converged.
         """
         x, mask = self.check(features, present)
         names, d = self.modalities, self.out_dim
@@ -426,12 +488,18 @@ class DEQFusion(Fusion):
             torch.where(a[:, i : i + 1], self.weights[i] * xs[i], torch.zeros_like(xs[i])) for i in range(len(names))
         ) + self.bias
 
-        def f(z: Tensor) -> Tensor:
-            parts = z.split(d, dim=1)  # (z_1, ..., z_M, z_fuse), each (B, d)
-            branches = [self.branches[m](parts[i], xs[i]) for i, m in enumerate(names)]
-            z_fuse = self.fusion_branch(parts[-1], branches, x_fuse, a)
-            return torch.cat([*branches, z_fuse], dim=1)
+        def map_for(xs: list[Tensor], x_fuse: Tensor, a: Tensor) -> Callable[[Tensor], Tensor]:
+            def f(z: Tensor) -> Tensor:
+                parts = z.split(d, dim=1)  # (z_1, ..., z_M, z_fuse), each (B, d)
+                branches = [self.branches[m](parts[i], xs[i]) for i, m in enumerate(names)]
+                z_fuse = self.fusion_branch(parts[-1], branches, x_fuse, a)
+                return torch.cat([*branches, z_fuse], dim=1)
 
+            return f
+
+        f = map_for(xs, x_fuse, a)
+        # the same map for some rows of the batch only: the solvers stop evaluating rows that have converged
+        f.restrict = lambda rows: map_for([x[rows] for x in xs], x_fuse[rows], a[rows])
         return f
 
     def _start(self, B: int, z0: Tensor | None) -> Tensor:

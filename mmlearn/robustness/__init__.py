@@ -16,13 +16,16 @@
   (:func:`corrupted_accuracy` says how each point is computed);
 - one combined setting (missing rates, then a corruption level per modality, then an attack):
   :func:`setting_batch` / :func:`setting_accuracy`; the same numbers from cached encoder features, for panels:
-  :class:`EncodedData`, :func:`encoded_accuracy`, :func:`encoded_curve`.
+  :class:`EncodedData`, :func:`encoded_accuracy`, :func:`encoded_accuracies` (many settings in one pass),
+  :func:`encoded_curve`.
 """
 
 from .adapter import ScaleShiftAdapter
 from .adversarial import adversarial_loss_term, adversarial_training_transform, attack, fgsm, pgd
 from .encoded import (
     EncodedData,
+    curve_settings,
+    encoded_accuracies,
     encoded_accuracy,
     encoded_curve,
     encoded_logits,
@@ -59,6 +62,8 @@ from .sweep import corrupted_accuracy, robustness_sweep, sweep_kinds
 
 __all__ = [
     "EncodedData",
+    "curve_settings",
+    "encoded_accuracies",
     "encoded_accuracy",
     "encoded_curve",
     "encoded_logits",

@@ -8,7 +8,7 @@ Three layers (DESIGN.md):
    :func:`encode` + :func:`playground_result` (everything the figure shows, for one setting). How accuracy
    under noise, missing inputs and attacks is computed is :mod:`mmlearn.robustness`'s, not the panel's:
    :func:`mmlearn.robustness.setting_accuracy` (the plain route, :func:`accuracy_now` here) and its cached
-   twin :func:`mmlearn.robustness.encoded_accuracy` / :func:`~mmlearn.robustness.encoded_curve`;
+   twin :func:`mmlearn.robustness.encoded_accuracy` / :func:`~mmlearn.robustness.encoded_accuracies`;
 2. :func:`mmlearn.viz.playground_figure`; the interaction meter's
    :func:`mmlearn.viz.interaction_meter_figure`; the decision surface's own panel;
 3. :class:`PlaygroundPanel`, one :class:`~mmlearn.widgets.Panel` whose controls come in two kinds:
@@ -48,7 +48,7 @@ from ..data import (
     to_batch,
 )
 from ..fusion import FUSIONS
-from ..robustness import EncodedData, encoded_accuracy, encoded_curve, setting_accuracy
+from ..robustness import EncodedData, curve_settings, encoded_accuracies, setting_accuracy
 from ..experiments.fusion import train_fusion as run_fusion
 from ..viz.interactions import interaction_meter_figure, meter_title, meter_trace_updates
 from ..viz.playground import (
@@ -235,8 +235,9 @@ def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], 
 
     ``trained``: ``{method: (model, encoded)}`` for the selected methods (``encoded``: the test set's
     :class:`mmlearn.robustness.EncodedData`); ``curve``: ``(kind, modality index)``. Every accuracy is
-    :func:`mmlearn.robustness.encoded_accuracy` / :func:`~mmlearn.robustness.encoded_curve` (equal to
-    :func:`mmlearn.robustness.setting_accuracy`). ``attack``: FGSM epsilon per modality; when one is > 0,
+    :func:`mmlearn.robustness.encoded_accuracy` (equal to :func:`mmlearn.robustness.setting_accuracy`); a
+    method's accuracies for one call (the curve, the removed reference, ...) come from one pass of its fusion
+    and head over all those settings stacked (:func:`mmlearn.robustness.encoded_accuracies`). ``attack``: FGSM epsilon per modality; when one is > 0,
     ``now`` is :func:`mmlearn.robustness.setting_accuracy` with that attack after the noise and missing inputs,
     on ``attack_data`` (a subset of the test rows), and ``attacked`` is True.
     Returns ``clean``/``now`` (accuracy per method), ``curves`` (per method, over ``levels``),
@@ -271,19 +272,27 @@ def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], 
     others_missing = any(v > 0 for m, v in missing.items() if m != modality)
     gone = (tuple((m, v) for m, v in noise.items() if m != modality or others_missing),
             tuple((m, v) for m, v in missing.items() if m != modality))
+    curve_keys = curve_settings(names, what, modality, levels, noise, missing)
     for method, (model, enc) in trained.items():
-        key = (id(enc), "removed", modality, gone)
-        if key not in memo:
-            memo[key] = encoded_accuracy(enc, noise, {**missing, modality: 1.0})
-        removed[method] = memo[key]
-        key = (id(enc), "clean")
-        if key not in memo:
-            memo[key] = encoded_accuracy(enc)
-        clean[method] = memo[key]
-        key = (id(enc), kind, modality, tuple(float(v) for v in levels), others)
-        if key not in memo:
-            memo[key] = encoded_curve(enc, what, modality, levels, noise, missing)
-        curves[method] = memo[key]
+        # what this setting needs and the memo lacks, evaluated in one pass (encoded_accuracies)
+        wanted = {(id(enc), "removed", modality, gone): (noise, {**missing, modality: 1.0}),
+                  (id(enc), "clean"): ({}, {})}
+        curve_key = (id(enc), kind, modality, tuple(float(v) for v in levels), others)
+        off_grid = not attacked and not on_grid
+        if off_grid:
+            wanted[(id(enc), "now", tuple(noise.items()), tuple(missing.items()))] = (noise, missing)
+        todo = [key for key in wanted if key not in memo]
+        settings = [wanted[key] for key in todo]
+        if curve_key not in memo:
+            settings += curve_keys
+        values = encoded_accuracies(enc, settings)
+        for j, key in enumerate(todo):
+            memo[key] = float(values[j])
+        if curve_key not in memo:
+            memo[curve_key] = values[len(todo):]
+        removed[method] = memo[(id(enc), "removed", modality, gone)]
+        clean[method] = memo[(id(enc), "clean")]
+        curves[method] = memo[curve_key]
         if attacked:
             if attack_data is None:
                 raise ValueError("an attack needs attack_data (the rows it is scored on)")
@@ -292,7 +301,7 @@ def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], 
         elif on_grid:  # the marker is a point of the curve
             now[method] = float(curves[method][on_grid[0]])
         else:
-            now[method] = encoded_accuracy(enc, noise, missing)
+            now[method] = memo[(id(enc), "now", tuple(noise.items()), tuple(missing.items()))]
     label = f"noise on {modality}" if kind == "noise" else f"missing rate of {modality}"
     return dict(methods=list(trained), clean=clean, now=now, curves=curves, levels=list(levels),
                 current_level=float(current), curve_label=label, removed=removed,
