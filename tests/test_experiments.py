@@ -120,3 +120,32 @@ def test_train_fusion_options_merge_the_playground_trainer():
     with pytest.raises(ValueError, match="unknown fusion"):
         train_fusion("nope", train, test)
     assert torch.isfinite(torch.tensor(run.accuracy))
+
+
+def test_train_fusion_adds_the_fusions_own_loss_term():
+    """The bottleneck's beta * KL and DEQ's Jacobian penalty are part of train_fusion's loss: the same run with
+    the term weighted up ends with a smaller KL / a smaller Jacobian on the training data than with it off."""
+    train, test = fusion_datasets(("redundant",), n_train=300, n_test=100)["redundant"]
+
+    def after_training(fusion_name, options):
+        model = train_fusion(fusion_name, train, test, epochs=3, seed=0, options={fusion_name: options}).model
+        assert model.fusion.regularizer() is None  # returned in eval mode: no penalty
+        model.train()
+        torch.manual_seed(0)
+        model(train.inputs)  # a training forward on the training data: the fusion computes its term
+        term = model.fusion.regularizer()
+        model.eval()
+        return model.fusion, term
+
+    off, term_off = after_training("information_bottleneck", {"beta": 0.0})
+    on, term_on = after_training("information_bottleneck", {"beta": 1.0})
+    assert float(on.kl.detach()) < 0.5 * float(off.kl.detach()), (float(on.kl.detach()), float(off.kl.detach()))
+    assert float(term_off.detach()) == 0.0 and float(term_on.detach()) == pytest.approx(float(on.kl.detach()))
+
+    off, term_off = after_training("deq", {"jacobian_samples": 1, "jacobian_weight": 0.0})
+    on, term_on = after_training("deq", {"jacobian_samples": 1, "jacobian_weight": 10.0})
+    assert float(on.last_jacobian_loss.detach()) < 0.5 * float(off.last_jacobian_loss.detach())
+    assert float(term_off.detach()) == 0.0 and float(term_on.detach()) == pytest.approx(10.0 * float(on.last_jacobian_loss.detach()))
+    plain = train_fusion("deq", train, test, epochs=1, seed=0).model.train()
+    plain(train.inputs)
+    assert plain.fusion.regularizer() is None  # jacobian_samples = 0 (the default): nothing to add

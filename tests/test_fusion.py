@@ -492,6 +492,38 @@ def test_solvers_converge_per_sample_and_a_bad_row_changes_no_other(solver):
     assert torch.equal(z1, z0) and info1["iterations"] == 1 and info1["residual"] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("solver", [anderson, fixed_point_iteration])
+def test_solvers_evaluate_only_the_rows_still_iterating(solver):
+    """With ``f.restrict(rows)``, rows that have stopped are no longer evaluated (once a quarter of the working
+    set has stopped); every result is the one the unrestricted map gives."""
+    g = torch.Generator().manual_seed(0)
+    # z -> a * z + c per coordinate: 30 fast rows (a = 0.05) and 10 slow ones (a spread over +-0.97, which
+    # takes Anderson with a 6-step history many steps too)
+    a = torch.cat([torch.full((30, 20), 0.05), torch.linspace(-0.97, 0.97, 20).expand(10, 20)]).double()
+    c = torch.randn(40, 20, generator=g, dtype=torch.float64)
+    evaluated = []
+
+    def make(rows):
+        def f(z):
+            evaluated.append(z.shape[0])
+            return a[rows] * z + c[rows]
+
+        f.restrict = make
+        return f
+
+    z0 = torch.zeros(40, 20, dtype=torch.float64)
+    z, info = solver(make(torch.arange(40)), z0, max_iter=2000, tol=1e-10)
+    plain_z, plain_info = solver(lambda z: a * z + c, z0, max_iter=2000, tol=1e-10)
+    torch.testing.assert_close(z, plain_z, rtol=1e-12, atol=1e-12)
+    assert info["sample_iterations"].tolist() == plain_info["sample_iterations"].tolist()
+    assert bool(info["converged"].all())
+    torch.testing.assert_close(z, c / (1 - a), rtol=1e-6, atol=1e-6)  # residual 1e-10, amplified <= 1 / 0.03
+    # the fast rows stop long before the slow ones; then only the slow ones are evaluated
+    assert int(info["sample_iterations"][:30].max()) < int(info["sample_iterations"][30:].min()) / 2
+    assert evaluated[0] == 40 and evaluated[-1] <= 10
+    assert sum(evaluated) < 0.5 * 40 * info["iterations"]
+
+
 @pytest.mark.parametrize("option", [{"m": 0}, {"m": 2.5}, {"lam": NAN}, {"lam": -1.0}, {"beta": 0.0}, {"beta": NAN},
                                     {"beta": 1.5}, {"max_iter": NAN}, {"tol": -INF}])
 def test_anderson_rejects_bad_options(option):
@@ -661,6 +693,8 @@ BAD_OPTIONS = [
     ("deq", {"groups": 3}, "divisible"),
     ("deq", {"anderson_m": 0}, "anderson_m"),
     ("deq", {"jacobian_samples": -1}, "jacobian_samples"),
+    ("deq", {"jacobian_weight": NAN}, "jacobian_weight"),
+    ("deq", {"jacobian_weight": -1.0}, "jacobian_weight"),
     ("deq", {"solver": "newton"}, "solver"),
     ("prompt", {"tokens": 0}, "tokens"),
     ("prompt", {"d_model": 0}, "d_model"),

@@ -142,6 +142,24 @@ def test_playground_result_shape_and_empty_selection(data, trained):
         playground_result({}, {}, {}, ("noise", 0), levels)
 
 
+def test_methods_side_by_side_give_the_numbers_of_one_after_the_other(data, trained):
+    """workers=2 (two methods evaluated at a time, in threads) changes no number, off the grid too."""
+    model, bank = trained
+    other = train_model(data, "deq", epochs=2)
+    methods = {"concat": (model, bank), "deq": (other, encode(other, data))}
+    levels = robustness_levels(0.25)
+    for noise, missing, curve in [({"x1": 0.25, "x2": 0.4}, {"x1": 0.0, "x2": 0.3}, ("noise", 0)),
+                                  ({"x1": 0.6, "x2": 0.0}, {"x1": 0.3, "x2": 0.0}, ("missing", 1))]:
+        one = playground_result(methods, noise, missing, curve, levels, workers=1)
+        two = playground_result(methods, noise, missing, curve, levels, workers=2)
+        for key in ("clean", "now", "removed"):
+            assert one[key] == two[key]
+        for m in methods:
+            np.testing.assert_array_equal(one["curves"][m], two["curves"][m])
+        # and each number is the plain per-setting route's
+        assert one["now"]["deq"] == pytest.approx(encoded_accuracy(methods["deq"][1], noise, missing))
+
+
 def test_memo_changes_no_number_and_skips_work(data, trained):
     """With a memo, moving the curve's own variable evaluates nothing; every number equals a fresh call; what
     is evaluated goes through the fusion in one pass (the settings stacked: test-set size rows each)."""
@@ -414,6 +432,24 @@ def test_panel_noise_on_x1_falls_below_x1_removed_on_redundant_data(panel):
         assert r["now"][m] < r["removed"][m] - 0.03, r
         assert panel.figure.data[removed_trace_index(m, list(FUSIONS))].y[0] == pytest.approx(r["removed"][m])
     panel.controls["noise_0"].value = 0.0
+
+
+# ------------------------------------------------------------------------------------------ DEQ in the playground
+def test_playground_deq_converges_thanks_to_the_jacobian_penalty():
+    """FAST_OPTIONS train DEQ with the paper's Jacobian penalty (weight 1): its fusion layer contracts, so the
+    solves that every redraw runs converge within max_iter (3 seeds, measured: 99.8 % of rows, 5.4 steps on
+    average; without the penalty 78 % and 9.9 steps) at the accuracy of the unpenalised model (0.88 vs 0.87)."""
+    data = make_playground_data()
+    model = train_model(data, "deq")
+    assert model.fusion.jacobian_samples == 1 and model.fusion.jacobian_weight == 1.0
+    assert model.fusion.max_iter == FAST_OPTIONS["deq"]["max_iter"]
+    features = {m: model.encoders[m](x) for m, x in data.test.inputs.items()}
+    with torch.no_grad():
+        model.fusion(features)
+    info = model.fusion.last_info
+    assert float(info["converged"].float().mean()) > 0.97
+    assert float(info["sample_iterations"].float().mean()) < 8
+    assert accuracy_now(model, data) > 0.8
 
 
 # ------------------------------------------------------------------------------------------ DEQ warm starts

@@ -133,7 +133,9 @@ def train_fusion(
     ``options`` overrides :data:`DEFAULT_OPTIONS` per method. ``modality_dropout``: drop each modality of
     each training sample with this probability (zero-filled, marked absent, seeded by the step), which
     teaches the model to cope with missing inputs. ``on_epoch_end`` goes to :func:`mmlearn.train.fit`
-    (e.g. a progress bar). The model is returned in eval mode.
+    (e.g. a progress bar). The fusion's own loss term, if it has one (:meth:`mmlearn.fusion.Fusion.regularizer`:
+    the information bottleneck's ``beta * KL``, DEQ's Jacobian penalty when switched on), is added to the
+    cross-entropy. The model is returned in eval mode.
     """
     from ..data import drop_modalities
 
@@ -166,12 +168,20 @@ def train_fusion(
 
     start = time.perf_counter()
     history = fit(model, train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=False,
-                  train_transform=transform, on_epoch_end=on_epoch_end)
+                  train_transform=transform, on_epoch_end=on_epoch_end, extra_losses=[fusion_regularizer])
     seconds = time.perf_counter() - start
     model.eval()
     accuracy = evaluate(model, test)["accuracy"] if test is not None else float("nan")
     return FusionRun(dataset, fusion, model, accuracy, count_parameters(model), count_parameters(model.fusion),
                      seconds, history)
+
+
+def fusion_regularizer(model, out, batch):
+    """An ``extra_losses`` term for :func:`mmlearn.train.fit`: the fusion's own loss term
+    (:meth:`mmlearn.fusion.Fusion.regularizer`, e.g. the bottleneck's ``beta * KL``), or 0 when it has none."""
+    fusion = getattr(model, "fusion", None)
+    term = fusion.regularizer() if fusion is not None else None
+    return out.logits.new_zeros(()) if term is None else term
 
 
 def compare_fusions(

@@ -118,6 +118,12 @@ class Fusion(nn.Module):
     def forward(self, features: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> Tensor:
         raise NotImplementedError
 
+    def regularizer(self) -> Tensor | None:
+        """The method's own training-loss term from the last training forward pass, already weighted (what its
+        paper adds to the task loss: the information bottleneck's ``beta * KL``, DEQ's Jacobian penalty), or
+        ``None`` when it has none (or it is switched off). :func:`mmlearn.experiments.train_fusion` adds it."""
+        return None
+
 
 def check_weights(values: Mapping[str, float], names: list[str], what: str) -> Tensor:
     """Fixed per-modality weights ``{modality: w_m}`` -> ``(M,)`` in ``names`` order (missing names get 0).

@@ -135,6 +135,10 @@ class InformationBottleneckFusion(Fusion):
         self.kl = torch.stack([k.mean() for k in kls]).sum()
         return out
 
+    def regularizer(self) -> Tensor | None:
+        """``beta * kl`` of the last training forward pass (``None`` before any or in eval mode)."""
+        return self.kl_loss() if self.training and self.kl is not None else None
+
     def kl_loss(self, beta: float | None = None) -> Tensor:
         """``beta * kl`` of the last forward pass (``beta`` defaults to ``self.beta``)."""
         if self.kl is None:

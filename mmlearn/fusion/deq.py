@@ -82,13 +82,22 @@ class _PerSample:
         """Evaluation ``k`` of ``f`` gave residuals ``res`` (W,) at iterates ``z`` (W, n) of the working set;
         stopped rows are left alone."""
         live = self.live
-        rows, z, res = self.rows[live], z[live], res[live]
+        whole = self.rows.numel() == self.best_res.numel()  # the working set is still the batch, in order
+        if bool(live.all()):
+            rows = self.rows
+        else:
+            rows, z, res, whole = self.rows[live], z[live], res[live], False
         self.iters[rows] = k
         better = res < self.best_res[rows]  # NaN never counts as better
-        idx = rows[better]
-        self.best[idx] = z[better]
-        self.best_res[idx] = res[better]
-        self.best_k[idx] = k
+        if whole and bool(better.all()):  # the common first steps: every row improved, no indexing needed
+            self.best.copy_(z)
+            self.best_res.copy_(res)
+            self.best_k.fill_(k)
+        else:
+            idx = rows[better]
+            self.best[idx] = z[better]
+            self.best_res[idx] = res[better]
+            self.best_k[idx] = k
         # the worst residual in the batch at this step (stopped rows: the one they stopped with)
         self.trace.append(max(float(res.max()), self.frozen_worst))
         done = res < self.tol  # NaN keeps iterating (until max_iter)
@@ -337,10 +346,16 @@ class PurifyCombine(nn.Module):
         self.gn = nn.GroupNorm(groups, d)
 
     def forward(self, z_fuse: Tensor, branches: list[Tensor], x_fuse: Tensor, present: Tensor) -> Tensor:
-        # z_fuse * G(z_i' + z_fuse), one per modality: (B, M, d)
-        purified = torch.stack([z_fuse * self.gate(zi + z_fuse) for zi in branches], dim=1)
-        keep = present.to(torch.bool).unsqueeze(-1)  # (B, M, 1)
-        combined = torch.where(keep, purified, torch.zeros_like(purified)).sum(dim=1)  # (B, d)
+        # sum_i a_i [z_fuse * G(z_i' + z_fuse)]: (B, d), term by term (a modality present in every row of the
+        # batch needs no selection)
+        combined = None
+        for i, zi in enumerate(branches):
+            purified = z_fuse * self.gate(zi + z_fuse)  # (B, d)
+            keep = present[:, i].to(torch.bool)
+            if not bool(keep.all()):
+                purified = torch.where(keep.unsqueeze(1), purified, torch.zeros((), dtype=purified.dtype,
+                                                                                device=purified.device))
+            combined = purified if combined is None else combined + purified
         return self.gn(F.relu(self.fuse(combined) + x_fuse))
 
 
@@ -386,7 +401,11 @@ class DEQFusion(Fusion):
     and after a backward pass ``backward_residual`` and ``backward_iterations``.
     With ``jacobian_samples > 0`` a training forward also stores
     :attr:`last_jacobian_loss`, the Hutchinson estimate ``||J||_F^2 / n`` of the paper's Jacobian
-    regulariser, for ``fit(extra_losses=...)``.
+    regulariser, and :meth:`regularizer` returns it times ``jacobian_weight`` (20, the official code's
+    default) for the training loss (:func:`mmlearn.experiments.train_fusion` adds it; with ``fit``, pass
+    ``extra_losses=[lambda model, out, batch: model.fusion.regularizer()]``). The penalty keeps ``f`` a
+    contraction, so solves need fewer steps (in the playground: 5.4 instead of 9.9 on average, all but 0.2 %
+    of rows converged instead of 78 %, at the same accuracy with weight 1; weight 20 cost 7 points there).
 
     Initialisation (our choice, not the paper's): the official code keeps
     PyTorch's default init, at which ``f`` is often far from a contraction at
@@ -408,7 +427,7 @@ class DEQFusion(Fusion):
     Options (numbers checked with ``check_number``: NaN/inf and out-of-range values are a ``ValueError``):
     ``solver`` ("anderson"), ``max_iter`` (30, >= 1), ``tol`` (1e-3, > 0),
     ``backward_max_iter`` (max_iter + 1), ``backward_tol`` (tol), ``groups`` (None: 4, 2 or 1),
-    ``anderson_m`` (6), ``jacobian_samples`` (0), ``init_scale`` (0.1).
+    ``anderson_m`` (6), ``jacobian_samples`` (0), ``init_scale`` (0.1), ``jacobian_weight`` (20).
     """
 
     handles_missing = True
@@ -426,6 +445,7 @@ class DEQFusion(Fusion):
         anderson_m: int = 6,
         jacobian_samples: int = 0,
         init_scale: float = 0.1,
+        jacobian_weight: float = 20.0,
     ):
         super().__init__(in_dims, out_dim)
         if solver not in SOLVERS:
@@ -449,6 +469,7 @@ class DEQFusion(Fusion):
         )
         self.anderson_m = check_number(anderson_m, "anderson_m", low=1, integer=True)
         self.jacobian_samples = check_number(jacobian_samples, "jacobian_samples", low=0, integer=True)
+        self.jacobian_weight = check_number(jacobian_weight, "jacobian_weight", low=0.0)
         init_scale = check_number(init_scale, "init_scale", low=0.0)
         d = out_dim
         # P_i: project every modality to the common width d
@@ -595,6 +616,13 @@ class DEQFusion(Fusion):
             vj = torch.autograd.grad(z_out, z_star, v, retain_graph=True, create_graph=True)[0]
             total = total + vj.pow(2).sum() / v.numel()
         return total / self.jacobian_samples
+
+    def regularizer(self) -> Tensor | None:
+        """The Jacobian penalty ``jacobian_weight * ||J||_F^2 / n`` of the last training forward pass (``None``
+        when ``jacobian_samples`` is 0, before any training forward, or in eval mode)."""
+        if not self.training or self.last_jacobian_loss is None:
+            return None
+        return self.jacobian_weight * self.last_jacobian_loss
 
     @property
     def last_residual(self) -> float | None:
