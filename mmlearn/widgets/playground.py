@@ -88,7 +88,7 @@ TRAINING = {
 FAST_OPTIONS = {"deq": dict(max_iter=12, tol=1e-2, jacobian_samples=1, jacobian_weight=1.0, solver="iteration")}
 #: methods whose evaluation is much slower than the others (benchmarks/README.md), said in their tooltip
 SLOW_TO_EVALUATE = {"deq": "a fixed-point solve per evaluation, about 0.1 s per redraw",
-                    "prompt": "prompt tokens through attention, about 0.05 s per redraw"}
+                    "prompt": "prompt tokens through attention, about 0.06 s per redraw"}
 #: drop probability per modality when "train with modality dropout" is on
 DROPOUT_RATE = 0.3
 #: the noise the playground blends in: :func:`mmlearn.robustness.corrupt`'s Gaussian blend
