@@ -251,6 +251,23 @@ def test_figure_has_fixed_traces_for_every_method():
         robustness_levels(0.0)
 
 
+def test_figure_makes_room_for_many_methods_and_gives_each_its_own_colour():
+    """All 13 methods ticked (seen in a screenshot): no 5 px bar labels, full method names, distinct colours;
+    back to a few methods, the roomy layout returns."""
+    from mmlearn.viz.playground import fit_to_selection, method_color
+
+    methods = list(FUSIONS)
+    assert len({method_color(m, methods) for m in methods}) == len(methods)
+    acc = {m: 0.8 for m in methods}
+    fig = playground_figure(methods, methods, acc, acc, [0.0, 1.0], {m: [0.8, 0.6] for m in methods}, 0.0)
+    assert [t.textposition for t in fig.data[:2]] == ["none", "none"]
+    assert fig.layout.xaxis.tickangle == -90 and fig.layout.height == 600
+    fit_to_selection(fig, 3)
+    assert [t.textposition for t in fig.data[:2]] == ["outside", "outside"]
+    assert fig.layout.xaxis.tickangle is None and fig.layout.height == 480
+    assert fig.layout.xaxis.title.text == "fusion method"
+
+
 # ------------------------------------------------------------------------------------------ the panel
 def test_panel_noise_control_moves_bars_marker_and_curve(panel):
     fig = panel.figure

@@ -26,9 +26,31 @@ from plotly.subplots import make_subplots
 from .core import LAYOUT, PALETTE
 
 
+#: one colour per registered method (13 today): the course palette, then darker tones that stay distinct from it
+METHOD_COLORS = [*PALETTE, "#393b79", "#8c6d31", "#637939", "#7b4173", "#843c39", "#3182bd"]
+
+#: more selected methods than this and the bar chart drops its per-bar labels and turns its method names
+#: upright (:func:`fit_to_selection`)
+CROWDED = 6
+
+
 def method_color(method: str, methods: Sequence[str]) -> str:
-    """A stable colour per fusion method (its position among all methods)."""
-    return PALETTE[list(methods).index(method) % len(PALETTE)]
+    """A stable colour per fusion method (its position among all methods; distinct for up to 16 methods)."""
+    return METHOD_COLORS[list(methods).index(method) % len(METHOD_COLORS)]
+
+
+def fit_to_selection(fig, n_selected: int) -> None:
+    """Lay the figure out for ``n_selected`` methods, in place. Up to :data:`CROWDED`: percentages above the
+    bars, method names under them. More (the screenshot with all 13: labels of 5 px, names cut off, the legend
+    over the axis title): no per-bar labels (hover shows the values), names upright in a smaller font, no axis
+    title, and a taller figure with the legend moved down to make room."""
+    crowded = n_selected > CROWDED
+    for trace in fig.data[:2]:
+        trace.textposition = "none" if crowded else "outside"
+    fig.update_xaxes(tickangle=-90 if crowded else None, tickfont_size=10 if crowded else None,
+                     title_text="" if crowded else "fusion method", row=1, col=1)
+    fig.update_layout(height=600 if crowded else 480, legend_y=-0.36 if crowded else -0.2,
+                      margin_b=190 if crowded else 110)
 
 
 def curve_trace_index(method: str, methods: Sequence[str]) -> int:
@@ -152,6 +174,7 @@ def playground_figure(
     fig.update_layout(title=title, barmode="group", height=480, bargap=0.25,
                       legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
                       **{**LAYOUT, "margin": dict(l=60, r=20, t=80, b=110)})
+    fit_to_selection(fig, len(selected))
     return fig
 
 

@@ -57,6 +57,7 @@ from ..viz.interactions import interaction_meter_figure, meter_title, meter_trac
 from ..viz.playground import (
     chance_name,
     curve_trace_index,
+    fit_to_selection,
     marker_trace_index,
     method_color,
     playground_figure,
@@ -625,6 +626,7 @@ class PlaygroundPanel(Panel):
         now_bars.y = [result["now"][m] for m in methods]
         now_bars.text = [f"{result['now'][m]:.0%}" for m in methods]
         now_bars.marker.color = [method_color(m, all_methods) for m in methods]
+        fit_to_selection(fig, len(methods))
         for m in all_methods:
             curve, marker = fig.data[curve_trace_index(m, all_methods)], fig.data[marker_trace_index(m, all_methods)]
             on = m in methods
