@@ -115,6 +115,20 @@ def check_level(level: float, name: str) -> float:
     return value
 
 
+def chosen_modalities(modalities, value, names: Iterable[str], what: str) -> list[str]:
+    """The modalities an operation applies to: ``modalities`` (one name or several), else the keys of ``value``
+    when it is a dict ``{modality: amount}``, else every one of ``names``. An unknown name is a ``ValueError``."""
+    names = list(names)
+    if modalities is None:
+        modalities = list(value) if isinstance(value, Mapping) else names
+    elif isinstance(modalities, str):
+        modalities = [modalities]
+    for m in modalities:
+        if m not in names:
+            raise ValueError(f"{what}: unknown modality {m!r}; inputs have {sorted(names)}")
+    return list(modalities)
+
+
 def per_modality(value, names: Iterable[str], what: str) -> dict:
     """Expand a scalar or a dict into ``{name: value}``, rejecting unknown names."""
     names = list(names)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_modality_dict, check_number, check_present, row_mask
+from .._checks import check_modality_dict, check_number, check_present, chosen_modalities, row_mask
 from ..data.batch import Batch
 
 NORMS = ("linf", "l2")
@@ -39,13 +39,8 @@ def _setup(inputs, y, epsilon, modalities, present, clamp, what):
         shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
         raise ValueError(f"{what}: labels y have shape {shape}; expected ({n},) to match the inputs")
     names = list(inputs)
-    if modalities is None:
-        modalities = list(epsilon) if isinstance(epsilon, Mapping) else names
-    elif isinstance(modalities, str):
-        modalities = [modalities]
+    modalities = chosen_modalities(modalities, epsilon, names, what)
     for m in modalities:
-        if m not in inputs:
-            raise ValueError(f"{what}: unknown modality {m!r}; inputs have {sorted(inputs)}")
         if not torch.is_floating_point(inputs[m]):
             raise TypeError(f"{what}: modality {m!r} has dtype {inputs[m].dtype}; only float inputs can be attacked")
     if isinstance(epsilon, Mapping):

@@ -32,7 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_level, check_modality_dict, check_present, fill_absent, per_modality, row_mask
+from .._checks import (
+    check_level,
+    check_modality_dict,
+    check_present,
+    chosen_modalities,
+    fill_absent,
+    per_modality,
+    row_mask,
+)
 from ..data.corruption import add_noise
 
 #: name -> corruption function; each carries ``applies_to`` ("image", "spectrogram" or "any").
@@ -320,13 +328,7 @@ def corrupt(
         raise ValueError(f"unknown corruption kind {kind!r}; available: {sorted(CORRUPTIONS)}")
     batch = check_modality_dict(inputs, what=f"corrupt({kind!r}) inputs")
     names = list(inputs)
-    if modalities is None:
-        modalities = list(level) if isinstance(level, Mapping) else names
-    elif isinstance(modalities, str):
-        modalities = [modalities]
-    for m in modalities:
-        if m not in inputs:
-            raise ValueError(f"corrupt: unknown modality {m!r}; inputs have {sorted(inputs)}")
+    modalities = chosen_modalities(modalities, level, names, "corrupt")
     levels = per_modality(level, names, f"corrupt({kind!r}) level")
     levels = {m: check_level(levels[m], m) for m in modalities}
     first = next(iter(inputs.values()))
