@@ -248,12 +248,13 @@ def evaluate_methods(jobs: Mapping[str, tuple[EncodedData, list]], workers: int 
     0.23 s a redraw instead of 1.1 s). The methods share nothing (each has its own model and feature cache),
     and the results do not depend on ``workers``.
     """
-    order = sorted(jobs, key=lambda m: m not in SLOW_TO_EVALUATE)  # the slow ones start first
-    if workers <= 1 or len(jobs) <= 1:
-        return {m: encoded_accuracies(*jobs[m]) for m in order}
+    out = {m: np.zeros(0) for m, (_, settings) in jobs.items() if not settings}  # all in the memo: nothing to do
+    order = sorted((m for m in jobs if m not in out), key=lambda m: m not in SLOW_TO_EVALUATE)  # slow ones first
+    if workers <= 1 or len(order) <= 1:
+        return {**out, **{m: encoded_accuracies(*jobs[m]) for m in order}}
     with torch_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {m: pool.submit(encoded_accuracies, *jobs[m]) for m in order}
-        return {m: f.result() for m, f in futures.items()}
+        return {**out, **{m: f.result() for m, f in futures.items()}}
 
 
 def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], missing: Mapping[str, float],
@@ -266,9 +267,10 @@ def playground_result(trained: Mapping[str, tuple], noise: Mapping[str, float], 
     :class:`mmlearn.robustness.EncodedData`); ``curve``: ``(kind, modality index)``. Every accuracy is
     :func:`mmlearn.robustness.encoded_accuracy` (equal to :func:`mmlearn.robustness.setting_accuracy`); a
     method's accuracies for one call (the curve, the removed reference, ...) come from one pass of its fusion
-    and head over all those settings stacked (:func:`mmlearn.robustness.encoded_accuracies`). ``attack``: FGSM epsilon per modality; when one is > 0,
-    ``now`` is :func:`mmlearn.robustness.setting_accuracy` with that attack after the noise and missing inputs,
-    on ``attack_data`` (a subset of the test rows), and ``attacked`` is True.
+    and head over all those settings stacked (:func:`mmlearn.robustness.encoded_accuracies`).
+    ``attack``: FGSM epsilon per modality; when one is > 0, ``now`` is
+    :func:`mmlearn.robustness.setting_accuracy` with that attack after the noise and missing inputs, on
+    ``attack_data`` (a subset of the test rows), and ``attacked`` is True.
     Returns ``clean``/``now`` (accuracy per method), ``curves`` (per method, over ``levels``),
     ``current_level`` (the curve's x for the current setting), ``curve_label``, ``removed`` (per method,
     the accuracy with the curve's modality marked absent in every sample, every other setting as given:
